@@ -1,0 +1,206 @@
+// The usage record of protocol v1: its fields, their bounds, and the validator
+// that turns a decoded body into a normalised record or names the bad field.
+// Normalisation: `ts` becomes epoch milliseconds, `provider` lower case,
+// `status` defaults to `success`. Nothing is truncated: too long is an error.
+
+import { z } from 'zod';
+import { ProtocolError } from './errors.js';
+import {
+  COST_USD_MAX,
+  DEFAULT_LIMITS,
+  LATENCY_MS_MAX,
+  TOKENS_MAX,
+  TS_FUTURE_SKEW_MS,
+  TS_MIN_MS,
+  type ProtocolLimits,
+} from './limits.js';
+
+export const RECORD_STATUSES = ['success', 'error', 'timeout', 'cancelled'] as const;
+export type RecordStatus = (typeof RECORD_STATUSES)[number];
+export const COST_SOURCES = ['client', 'price_table', 'unknown'] as const;
+export type CostSource = (typeof COST_SOURCES)[number];
+
+export type MetadataValue = string | number | boolean | null;
+
+/** A record as a client sends it, after validation and normalisation. */
+export interface UsageRecord {
+  id: string;
+  ts: number;
+  user_id: string;
+  provider: string;
+  model: string;
+  input_tokens: number;
+  output_tokens: number;
+  cached_tokens?: number;
+  cost_usd?: number;
+  latency_ms?: number;
+  status: RecordStatus;
+  error_code?: string;
+  session_id?: string;
+  campaign_id?: string;
+  operation?: string;
+  metadata?: Record<string, MetadataValue>;
+}
+
+/** A record as the service keeps and returns it. */
+export interface StoredRecord extends UsageRecord {
+  version: number;
+  shard: number;
+  ingested_at: number;
+  cost_source: CostSource;
+}
+
+/** Fields that `record.update` may change. Identity (`id`, `user_id`) and placement (`ts`) may not. */
+export const PATCHABLE_FIELDS = [
+  'input_tokens',
+  'output_tokens',
+  'cached_tokens',
+  'cost_usd',
+  'latency_ms',
+  'status',
+  'error_code',
+  'session_id',
+  'campaign_id',
+  'operation',
+  'metadata',
+] as const;
+
+// C0 and C1 control characters, and bidirectional overrides that make text lie about its order.
+const HOSTILE_CHARS = /[\u0000-\u001f\u007f-\u009f\u202a-\u202e\u2066-\u2069]/;
+const ISO_8601 = /^\d{4}-\d{2}-\d{2}(T\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?(Z|[+-]\d{2}:?\d{2})?)?$/;
+
+export function isCleanText(value: string): boolean {
+  return value.isWellFormed() && !HOSTILE_CHARS.test(value);
+}
+
+const cleanText = (lengthMax: number) =>
+  z
+    .string()
+    .min(1, 'must not be empty')
+    .max(lengthMax, `must be at most ${lengthMax} characters`)
+    .refine(isCleanText, 'must not contain control characters, bidirectional overrides or unpaired surrogates');
+
+const count = (what: string) =>
+  z
+    .number({ error: `must be a number of ${what}` })
+    .int('must be a whole number')
+    .min(0, 'must not be negative')
+    .max(TOKENS_MAX, `must be at most ${TOKENS_MAX}`);
+
+/** Accepts epoch milliseconds or an ISO 8601 string; yields epoch milliseconds. */
+export function timestampSchema(now: () => number) {
+  return z
+    .union([z.number(), z.string().max(40)], { error: 'must be epoch milliseconds or an ISO 8601 string' })
+    .transform((value, ctx) => {
+      const ms = typeof value === 'number' ? value : ISO_8601.test(value) ? Date.parse(value) : Number.NaN;
+      if (!Number.isInteger(ms)) {
+        ctx.addIssue({ code: 'custom', message: 'must be whole epoch milliseconds or a valid ISO 8601 date' });
+        return z.NEVER;
+      }
+      const latest = now() + TS_FUTURE_SKEW_MS;
+      if (ms < TS_MIN_MS || ms > latest) {
+        ctx.addIssue({
+          code: 'custom',
+          message: `must be between ${new Date(TS_MIN_MS).toISOString()} and ${new Date(latest).toISOString()}`,
+        });
+        return z.NEVER;
+      }
+      return ms;
+    });
+}
+
+function metadataSchema(limits: ProtocolLimits) {
+  return z
+    .record(
+      cleanText(limits.metadataKeyLengthMax),
+      z.union(
+        [
+          z.string().max(limits.metadataValueLengthMax, `values must be at most ${limits.metadataValueLengthMax} characters`).refine(isCleanText, 'values must not contain control characters'),
+          z.number().finite(),
+          z.boolean(),
+          z.null(),
+        ],
+        { error: 'values must be strings, finite numbers, booleans or null (a flat map)' },
+      ),
+      { error: 'must be a flat map of string keys' },
+    )
+    .refine((map) => Object.keys(map).length <= limits.metadataKeysMax, `must have at most ${limits.metadataKeysMax} keys`);
+}
+
+function recordFields(limits: ProtocolLimits, now: () => number) {
+  const idText = cleanText(limits.idLengthMax);
+  const nameText = cleanText(limits.nameLengthMax);
+  return {
+    id: idText,
+    ts: timestampSchema(now),
+    user_id: idText,
+    provider: nameText.transform((value) => value.toLowerCase()),
+    model: nameText,
+    input_tokens: count('tokens'),
+    output_tokens: count('tokens'),
+    cached_tokens: count('tokens').optional(),
+    cost_usd: z.number().finite().min(0, 'must not be negative').max(COST_USD_MAX, `must be at most ${COST_USD_MAX}`).optional(),
+    latency_ms: z.number().finite().min(0, 'must not be negative').max(LATENCY_MS_MAX, `must be at most ${LATENCY_MS_MAX}`).optional(),
+    status: z.enum(RECORD_STATUSES, { error: `must be one of ${RECORD_STATUSES.join(', ')}` }).default('success'),
+    error_code: nameText.optional(),
+    session_id: idText.optional(),
+    campaign_id: idText.optional(),
+    operation: nameText.optional(),
+    metadata: metadataSchema(limits).optional(),
+  };
+}
+
+export type Validation<T> = { ok: true; value: T } | { ok: false; error: ProtocolError };
+
+/** Turns the first zod issue into a field-level E_VALIDATION error. */
+export function validationError(error: z.ZodError): ProtocolError {
+  const issue = error.issues[0];
+  if (issue === undefined) return new ProtocolError('E_VALIDATION', 'invalid request');
+  const field = issue.path.map(String).join('.');
+  if (issue.code === 'unrecognized_keys') {
+    const keys = issue.keys.join(', ');
+    return new ProtocolError('E_VALIDATION', `${field ? `${field}: ` : ''}unknown field(s): ${keys}`, {
+      field: field ? `${field}.${issue.keys[0]}` : String(issue.keys[0]),
+    });
+  }
+  if (field === '') return new ProtocolError('E_VALIDATION', issue.message);
+  const message = issue.code === 'invalid_type' && issue.input === undefined ? 'is required' : issue.message;
+  return new ProtocolError('E_VALIDATION', `${field}: ${message}`, { field });
+}
+
+export interface RecordValidator {
+  validate(input: unknown): Validation<UsageRecord>;
+  validatePatch(input: unknown): Validation<Partial<UsageRecord>>;
+}
+
+export function recordValidator(limits: ProtocolLimits = DEFAULT_LIMITS, now: () => number = Date.now): RecordValidator {
+  const fields = recordFields(limits, now);
+  const record = z.object(fields, { error: 'a usage record must be a map' }).strict();
+  const statusOnly = z.enum(RECORD_STATUSES, { error: `must be one of ${RECORD_STATUSES.join(', ')}` });
+  const patchShape = Object.fromEntries(
+    PATCHABLE_FIELDS.map((name) => [name, name === 'status' ? statusOnly.optional() : fields[name].optional()]),
+  );
+  const patch = z
+    .object(patchShape, { error: 'patch must be a map' })
+    .strict()
+    .refine((value) => Object.keys(value).length > 0, 'patch must change at least one field');
+  return {
+    validate(input) {
+      const result = record.safeParse(input);
+      if (!result.success) return { ok: false, error: validationError(result.error) };
+      return { ok: true, value: stripUndefined(result.data) as UsageRecord };
+    },
+    validatePatch(input) {
+      const result = patch.safeParse(input);
+      if (!result.success) return { ok: false, error: validationError(result.error) };
+      return { ok: true, value: stripUndefined(result.data) as Partial<UsageRecord> };
+    },
+  };
+}
+
+function stripUndefined<T extends object>(value: T): T {
+  for (const key of Object.keys(value) as (keyof T)[]) {
+    if (value[key] === undefined) delete value[key];
+  }
+  return value;
+}

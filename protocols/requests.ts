@@ -1,0 +1,128 @@
+// Request shapes of protocol v1 other than the record itself, and the
+// ingest body (one record or `{records: [...]}`) split into per-record results.
+
+import { z } from 'zod';
+import { ProtocolError } from './errors.js';
+import { DEFAULT_LIMITS, type ProtocolLimits } from './limits.js';
+import { isCleanText, timestampSchema, validationError, type RecordValidator, type UsageRecord, type Validation } from './record.js';
+
+export type IngestItem = { index: number; ok: true; record: UsageRecord } | { index: number; ok: false; id?: string; error: ProtocolError };
+
+/**
+ * Splits an ingest body into per-record validations. The whole request fails
+ * (throws) only when it is not a record nor a batch, or the batch is too large;
+ * a bad record inside a batch is named by its index and never stops the others.
+ */
+export function parseIngest(body: unknown, validator: RecordValidator, limits: ProtocolLimits = DEFAULT_LIMITS): IngestItem[] {
+  if (body === null || typeof body !== 'object' || Array.isArray(body)) {
+    throw new ProtocolError('E_VALIDATION', 'body must be a usage record or {records: [...]}');
+  }
+  if (!('records' in body)) return [item(0, body, validator)];
+  const { records, ...rest } = body as { records: unknown };
+  const extra = Object.keys(rest);
+  if (extra.length > 0) {
+    throw new ProtocolError('E_VALIDATION', `a batch has only the field records; unknown: ${extra.join(', ')}`, { field: extra[0]! });
+  }
+  if (!Array.isArray(records)) throw new ProtocolError('E_VALIDATION', 'records: must be an array', { field: 'records' });
+  if (records.length === 0) throw new ProtocolError('E_VALIDATION', 'records: must not be empty', { field: 'records' });
+  if (records.length > limits.batchRecordsMax) {
+    throw new ProtocolError('E_TOO_LARGE', `records: ${records.length} records; the limit is ${limits.batchRecordsMax}`, {
+      field: 'records',
+      details: { limit_records: limits.batchRecordsMax },
+    });
+  }
+  return records.map((record, index) => item(index, record, validator));
+}
+
+function item(index: number, input: unknown, validator: RecordValidator): IngestItem {
+  const result = validator.validate(input);
+  if (result.ok) return { index, ok: true, record: result.value };
+  const id = idOf(input);
+  return id === undefined ? { index, ok: false, error: result.error } : { index, ok: false, id, error: result.error };
+}
+
+function idOf(input: unknown): string | undefined {
+  if (input === null || typeof input !== 'object') return undefined;
+  const id = (input as { id?: unknown }).id;
+  return typeof id === 'string' && id.length <= 256 && isCleanText(id) ? id : undefined;
+}
+
+export const GROUP_BY_KEYS = ['user_id', 'provider', 'model', 'day', 'hour'] as const;
+export const AGGREGATE_METRICS = ['count', 'input_tokens', 'output_tokens', 'tokens', 'cost', 'latency_p50', 'latency_p95'] as const;
+export const RECORDS_PAGE_MAX = 1000;
+export const RECORDS_PAGE_DEFAULT = 100;
+
+export interface RequestSchemas {
+  recordGet: z.ZodType<{ id: string; user_id: string }>;
+  recordUpdate: z.ZodType<{ id: string; user_id: string; expected_version: number; patch: unknown }>;
+  queryRecords: z.ZodType<RecordsQuery>;
+  queryAggregate: z.ZodType<AggregateQuery>;
+  adminStatus: z.ZodType<{ node_id?: string }>;
+}
+
+export interface QueryFilters {
+  user_id?: string;
+  provider?: string;
+  model?: string;
+  status?: string;
+  from?: number;
+  to?: number;
+}
+export interface RecordsQuery extends QueryFilters {
+  limit: number;
+  cursor?: string;
+}
+export interface AggregateQuery extends QueryFilters {
+  group_by: (typeof GROUP_BY_KEYS)[number][];
+  metrics: (typeof AGGREGATE_METRICS)[number][];
+}
+
+export function requestSchemas(limits: ProtocolLimits = DEFAULT_LIMITS, now: () => number = Date.now): RequestSchemas {
+  const text = (max: number) => z.string().min(1, 'must not be empty').max(max, `must be at most ${max} characters`).refine(isCleanText, 'must not contain control characters');
+  const id = text(limits.idLengthMax);
+  const name = text(limits.nameLengthMax);
+  const filters = {
+    user_id: id.optional(),
+    provider: name.transform((value) => value.toLowerCase()).optional(),
+    model: name.optional(),
+    status: name.optional(),
+    from: timestampSchema(now).optional(),
+    to: timestampSchema(now).optional(),
+  };
+  const fromBeforeTo = (query: { from?: number | undefined; to?: number | undefined }) =>
+    query.from === undefined || query.to === undefined || query.from <= query.to;
+  return {
+    recordGet: z.object({ id, user_id: id }).strict(),
+    recordUpdate: z
+      .object({
+        id,
+        user_id: id,
+        expected_version: z.number().int('must be a whole number').min(1, 'must be at least 1'),
+        patch: z.unknown(),
+      })
+      .strict(),
+    queryRecords: z
+      .object({
+        ...filters,
+        limit: z.number().int().min(1).max(RECORDS_PAGE_MAX, `must be at most ${RECORDS_PAGE_MAX}`).default(RECORDS_PAGE_DEFAULT),
+        cursor: z.string().max(1024).optional(),
+      })
+      .strict()
+      .refine(fromBeforeTo, { message: 'from must not be after to', path: ['from'] }) as z.ZodType<RecordsQuery>,
+    queryAggregate: z
+      .object({
+        ...filters,
+        group_by: z.array(z.enum(GROUP_BY_KEYS)).max(GROUP_BY_KEYS.length).default([]),
+        metrics: z.array(z.enum(AGGREGATE_METRICS)).min(1).max(AGGREGATE_METRICS.length).default(['count', 'tokens', 'cost']),
+      })
+      .strict()
+      .refine(fromBeforeTo, { message: 'from must not be after to', path: ['from'] }) as z.ZodType<AggregateQuery>,
+    adminStatus: z.object({ node_id: id.optional() }).strict() as z.ZodType<{ node_id?: string }>,
+  };
+}
+
+/** Validates a request body against a schema; E_VALIDATION names the field. */
+export function validateRequest<T>(schema: z.ZodType<T>, body: unknown): Validation<T> {
+  const result = schema.safeParse(body);
+  return result.success ? { ok: true, value: result.data } : { ok: false, error: validationError(result.error) };
+}

@@ -1,0 +1,157 @@
+// The actor cell: a bounded mailbox processed one message at a time by a
+// behaviour that owns its state. Expected failures (a thrown ProtocolError)
+// go back to the asker and the actor carries on; anything else is a crash: the
+// actor stops taking messages, its queued askers get E_UNAVAILABLE, and its
+// supervisor is told through `onExit`.
+
+import { ProtocolError } from '../../protocols/errors.js';
+import type { Logger } from '../log.js';
+import type { Clock } from '../ports/clock.js';
+import { PendingAsk } from './ask.js';
+import { Mailbox } from './mailbox.js';
+
+export interface ActorContext {
+  readonly path: string;
+  readonly log: Logger;
+  readonly clock: Clock;
+}
+
+export interface Behavior<M = unknown, R = unknown> {
+  receive(message: M, ctx: ActorContext): R | Promise<R>;
+  /** Runs once when the actor stops normally, after its mailbox is drained. */
+  stopped?(ctx: ActorContext): void | Promise<void>;
+}
+
+export type ExitReason = { kind: 'normal' } | { kind: 'killed' } | { kind: 'error'; error: unknown };
+
+export type CellState = 'running' | 'stopping' | 'stopped' | 'failed';
+
+interface Envelope<M> {
+  message: M;
+  pending: PendingAsk<unknown> | undefined;
+}
+
+export interface CellOptions {
+  path: string;
+  mailboxCapacity: number;
+  clock: Clock;
+  log: Logger;
+  onExit: (reason: ExitReason) => void;
+}
+
+export class ActorCell<M = unknown, R = unknown> {
+  readonly path: string;
+  private readonly mailbox: Mailbox<Envelope<M>>;
+  private readonly ctx: ActorContext;
+  private readonly onExit: (reason: ExitReason) => void;
+  private state: CellState = 'running';
+  private processing = false;
+  private stopWaiter: (() => void) | undefined;
+  processed = 0;
+
+  constructor(
+    private readonly behavior: Behavior<M, R>,
+    options: CellOptions,
+  ) {
+    this.path = options.path;
+    this.mailbox = new Mailbox(options.mailboxCapacity);
+    this.ctx = { path: options.path, log: options.log, clock: options.clock };
+    this.onExit = options.onExit;
+  }
+
+  get mailboxDepth(): number {
+    return this.mailbox.depth;
+  }
+
+  get lifecycle(): CellState {
+    return this.state;
+  }
+
+  get context(): ActorContext {
+    return this.ctx;
+  }
+
+  /** Enqueues a message; throws E_UNAVAILABLE when the mailbox is full or the actor is not running. */
+  tell(message: M): void {
+    this.enqueue({ message, pending: undefined });
+  }
+
+  /** Enqueues a message whose answer settles `pending`. */
+  ask(message: M, pending: PendingAsk<unknown>): void {
+    this.enqueue({ message, pending });
+  }
+
+  private enqueue(envelope: Envelope<M>): void {
+    if (this.state !== 'running') throw new ProtocolError('E_UNAVAILABLE', `actor ${this.path} is ${this.state}`);
+    if (!this.mailbox.push(envelope)) {
+      throw new ProtocolError('E_UNAVAILABLE', `mailbox of ${this.path} is full (${this.mailbox.capacity} messages); retry later`, {
+        details: { mailbox_capacity: this.mailbox.capacity },
+      });
+    }
+    if (!this.processing) {
+      this.processing = true;
+      queueMicrotask(() => void this.drain());
+    }
+  }
+
+  private async drain(): Promise<void> {
+    for (let envelope = this.mailbox.shift(); envelope !== undefined; envelope = this.mailbox.shift()) {
+      let answer: R;
+      try {
+        const result = this.behavior.receive(envelope.message, this.ctx);
+        answer = result instanceof Promise ? await result : result;
+      } catch (error) {
+        if (error instanceof ProtocolError) {
+          envelope.pending?.reject(error);
+          this.processed++;
+          continue;
+        }
+        envelope.pending?.reject(new ProtocolError('E_INTERNAL', `actor ${this.path} crashed while handling this message`, { cause: error }));
+        this.fail(error);
+        return;
+      }
+      this.processed++;
+      envelope.pending?.resolve(answer);
+      if (this.state === 'failed') return;
+    }
+    this.processing = false;
+    if (this.state === 'stopping') this.stopWaiter?.();
+  }
+
+  /** Crash from outside the message loop (a timer or I/O callback the behaviour owns). */
+  fail(error: unknown): void {
+    if (this.state === 'failed' || this.state === 'stopped') return;
+    this.state = 'failed';
+    this.rejectQueued(`actor ${this.path} crashed and is being restarted`);
+    this.stopWaiter?.();
+    this.onExit({ kind: 'error', error });
+  }
+
+  /**
+   * Stops taking messages, lets the queued ones finish, then runs `stopped`.
+   * Resolves when done; a supervisor that tires of waiting calls `kill`.
+   */
+  async stop(): Promise<void> {
+    if (this.state !== 'running') return;
+    this.state = 'stopping';
+    if (this.processing) await new Promise<void>((resolve) => (this.stopWaiter = resolve));
+    if ((this.state as CellState) === 'failed') return;
+    await this.behavior.stopped?.(this.ctx);
+    if ((this.state as CellState) !== 'stopping') return;
+    this.state = 'stopped';
+    this.onExit({ kind: 'normal' });
+  }
+
+  /** Abandons the actor at once: queued askers get E_UNAVAILABLE, nothing more runs. */
+  kill(): void {
+    if (this.state === 'stopped' || this.state === 'failed') return;
+    this.state = 'stopped';
+    this.rejectQueued(`actor ${this.path} was killed`);
+    this.stopWaiter?.();
+    this.onExit({ kind: 'killed' });
+  }
+
+  private rejectQueued(reason: string): void {
+    for (const envelope of this.mailbox.takeAll()) envelope.pending?.reject(new ProtocolError('E_UNAVAILABLE', reason));
+  }
+}
