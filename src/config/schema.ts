@@ -1,0 +1,135 @@
+// The schema of cluster.yml. Every key is known: an unknown key, a wrong type
+// or a value out of range is an error naming the key. Defaults make an empty
+// file (or none at all) a working single node on the embedded transport.
+
+import { z } from 'zod';
+import { DEFAULT_LIMITS } from '../../protocols/limits.js';
+import { isValidNodeId, isValidSubjectPrefix } from '../../protocols/subjects.js';
+
+const positiveInt = (max: number) => z.number().int('must be a whole number').min(1, 'must be at least 1').max(max, `must be at most ${max}`);
+const nonNegativeInt = (max: number) => z.number().int('must be a whole number').min(0, 'must not be negative').max(max, `must be at most ${max}`);
+const days = positiveInt(36_500);
+
+const natsUrl = z
+  .string()
+  .min(1)
+  .refine((value) => /^(nats|tls|ws|wss):\/\/[^\s]+$|^[^\s/:]+:\d+$/.test(value), 'must be a NATS URL such as nats://127.0.0.1:4222');
+
+const urlOf = (schemes: string[]) =>
+  z
+    .string()
+    .min(1)
+    .refine((value) => {
+      try {
+        return schemes.includes(new URL(value).protocol.replace(/:$/, ''));
+      } catch {
+        return false;
+      }
+    }, `must be a URL with scheme ${schemes.join(' or ')}`);
+
+export const configSchema = z
+  .object({
+    node: z
+      .object({
+        id: z.string().refine(isValidNodeId, "must be 1-64 letters, digits, '_' or '-'").default('node-1'),
+        data_dir: z.string().min(1).default('./data'),
+      })
+      .strict()
+      .prefault({}),
+    cluster: z
+      .object({
+        id: z.string().refine(isValidNodeId, "must be 1-64 letters, digits, '_' or '-'").default('default'),
+        shards: positiveInt(4096).default(16),
+      })
+      .strict()
+      .prefault({}),
+    transport: z
+      .object({
+        kind: z.enum(['embedded', 'nats'], { error: 'must be embedded or nats' }).default('embedded'),
+        subject_prefix: z
+          .string()
+          .refine(isValidSubjectPrefix, "must be dot-separated tokens of letters, digits, '_' or '-' (no wildcards)")
+          .default('usage'),
+        nats: z
+          .object({
+            servers: z.array(natsUrl).min(1, 'must list at least one server').default(['nats://127.0.0.1:4222']),
+            user: z.string().min(1).optional(),
+            pass: z.string().min(1).optional(),
+            token: z.string().min(1).optional(),
+            connect_timeout_ms: positiveInt(600_000).default(2000),
+            reconnect_base_ms: positiveInt(60_000).default(250),
+            reconnect_max_ms: positiveInt(600_000).default(10_000),
+            queue_group: z.string().regex(/^[A-Za-z0-9_.-]{1,64}$/, 'must be 1-64 letters, digits, _, . or -').default('usage-tracker'),
+          })
+          .strict()
+          .prefault({}),
+      })
+      .strict()
+      .prefault({}),
+    backends: z
+      .object({
+        postgres: z
+          .object({ url: urlOf(['postgres', 'postgresql']), pool_max: positiveInt(1000).default(10) })
+          .strict()
+          .optional(),
+        chroma: z.object({ url: urlOf(['http', 'https']) }).strict().optional(),
+      })
+      .strict()
+      .prefault({}),
+    retention: z
+      .object({
+        raw_usage_days: days.default(90),
+        aggregated_metrics_days: days.default(365),
+        analytics_insights_days: days.default(180),
+        audit_logs_days: days.default(2555),
+        backups_days: days.default(30),
+        temp_days: days.default(1),
+      })
+      .strict()
+      .prefault({}),
+    backup: z
+      .object({
+        target_dir: z.string().min(1).default('./backups'),
+        full_interval_hours: positiveInt(24 * 365).default(24 * 7),
+        incremental_interval_hours: positiveInt(24 * 365).default(24),
+        wal_archive_interval_s: positiveInt(3600).default(60),
+      })
+      .strict()
+      .prefault({}),
+    durability: z
+      .object({
+        fsync: z.enum(['always', 'never'], { error: "must be 'always' (acknowledge after fdatasync) or 'never'" }).default('always'),
+        group_commit_max_ms: nonNegativeInt(1000).default(2),
+      })
+      .strict()
+      .prefault({}),
+    limits: z
+      .object({
+        payload_bytes_max: z.number().int().min(1024, 'must be at least 1024').max(64 * 1024 * 1024, 'must be at most 67108864').default(DEFAULT_LIMITS.payloadBytesMax),
+        batch_records_max: positiveInt(100_000).default(DEFAULT_LIMITS.batchRecordsMax),
+        mailbox_capacity: positiveInt(1_000_000).default(4096),
+        ask_timeout_ms: positiveInt(600_000).default(5000),
+      })
+      .strict()
+      .prefault({}),
+    supervision: z
+      .object({
+        intensity: nonNegativeInt(1000).default(5),
+        period_ms: positiveInt(3_600_000).default(10_000),
+        backoff_base_ms: nonNegativeInt(60_000).default(100),
+        backoff_max_ms: nonNegativeInt(600_000).default(5000),
+        shutdown_ms: positiveInt(600_000).default(5000),
+      })
+      .strict()
+      .refine((value) => value.backoff_max_ms >= value.backoff_base_ms, { message: 'must be >= backoff_base_ms', path: ['backoff_max_ms'] })
+      .prefault({}),
+    log: z
+      .object({
+        level: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'], { error: 'must be one of trace, debug, info, warn, error, fatal, silent' }).default('info'),
+      })
+      .strict()
+      .prefault({}),
+  })
+  .strict();
+
+export type Config = z.infer<typeof configSchema>;

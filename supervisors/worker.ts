@@ -1,0 +1,43 @@
+// A supervised actor: the child spec that spawns a behaviour in its own
+// mailbox at the child's path and reports its exits to the supervisor.
+
+import type { ActorContext, Behavior } from '../src/kernel/actor.js';
+import type { ChildSpec, RestartType } from './spec.js';
+
+export interface ActorChildOptions<M, R> {
+  id: string;
+  /** Builds the behaviour (and its initial state) at every start and restart. */
+  behavior: (ctx: ActorContext) => Behavior<M, R> | Promise<Behavior<M, R>>;
+  restart?: RestartType;
+  shutdownMs?: number | 'infinity';
+  mailboxCapacity?: number;
+  /** Extra facts for the status tree. */
+  detail?: () => Record<string, unknown>;
+}
+
+export function actorChild<M, R>(options: ActorChildOptions<M, R>): ChildSpec {
+  const spec: ChildSpec = {
+    id: options.id,
+    kind: 'worker',
+    async start(ctx) {
+      const actorCtx: ActorContext = { path: ctx.path, log: ctx.log, clock: ctx.system.clock };
+      const behavior = await options.behavior(actorCtx);
+      const cell = ctx.system.spawn(ctx.path, behavior, {
+        ...(options.mailboxCapacity !== undefined ? { mailboxCapacity: options.mailboxCapacity } : {}),
+        onExit: (reason) => ctx.exit(reason),
+      });
+      return {
+        stop: () => cell.stop(),
+        kill: () => cell.kill(),
+        status: () => ({
+          kind: 'worker',
+          mailbox_depth: cell.mailboxDepth,
+          ...(options.detail ? { detail: options.detail() } : {}),
+        }),
+      };
+    },
+  };
+  if (options.restart !== undefined) spec.restart = options.restart;
+  if (options.shutdownMs !== undefined) spec.shutdownMs = options.shutdownMs;
+  return spec;
+}
