@@ -190,7 +190,7 @@ function toHeaders(msgHeaders: MsgHdrs): Headers {
   return result;
 }
 
-function toMsgHdrs(headers: Headers): MsgHdrs {
+export function toMsgHdrs(headers: Headers): MsgHdrs {
   const result = natsHeaders();
   for (const [key, value] of Object.entries(headers)) result.set(key, value);
   return result;

@@ -1,0 +1,200 @@
+// A node: the NodeSupervisor tree of DESIGN §2 on its transports.
+//
+//   <node> NodeSupervisor (one_for_one)
+//   ├── shards       ShardSupervisor (one_for_one)
+//   ├── sync         SyncSupervisor (one_for_one)
+//   ├── maintenance  MaintenanceSupervisor (one_for_one)
+//   └── api          ApiActor (the protocol endpoints)
+//
+// Children start in that order and stop in reverse, so the API stops taking
+// requests before anything behind it stops. Actors that are not built yet
+// (ingest pool, partitions, sync, maintenance) are absent, not faked.
+// Transport: `embedded` always serves in-process; it also serves NATS when a
+// server is reachable. `nats` requires NATS and fails to start without it.
+
+import { Gateway } from '../actors/gateway.js';
+import { ApiActor } from '../actors/api.js';
+import { endpointHandlers } from '../actors/endpoints.js';
+import { DEFAULT_LIMITS, type ProtocolLimits } from '../protocols/limits.js';
+import { PROTOCOL_VERSION } from '../protocols/subjects.js';
+import type { Config } from '../src/config/schema.js';
+import type { ExitReason } from '../src/kernel/actor.js';
+import { ActorSystem } from '../src/kernel/system.js';
+import { createLogger, type Logger } from '../src/log.js';
+import { systemClock, type Clock } from '../src/ports/clock.js';
+import { EmbeddedTransport } from '../src/transport/embedded.js';
+import { connectNats, type NatsTransport } from '../src/transport/nats.js';
+import { VERSION } from '../src/version.js';
+import type { ChildSpec, SupervisorFlags } from './spec.js';
+import { Supervisor, supervisorChild } from './supervisor.js';
+import type { StatusNode } from './status.js';
+
+export interface NodeOptions {
+  log?: Logger;
+  clock?: Clock;
+  /** Shared in-process transport (several nodes in one process, tests). */
+  embedded?: EmbeddedTransport;
+  /** Called when the tree gives up (the root supervisor exceeded its intensity). */
+  onFatal?: (error: unknown) => void;
+}
+
+export interface StatusReply {
+  node_id: string;
+  cluster_id: string;
+  version: string;
+  protocol: number;
+  started_at: number;
+  uptime_ms: number;
+  transport: { kind: Config['transport']['kind']; nats: 'connected' | 'disconnected' | 'off'; subject_prefix: string };
+  tree: StatusNode;
+}
+
+export class UsageNode {
+  private stopping: Promise<void> | undefined;
+
+  constructor(
+    readonly config: Config,
+    readonly system: ActorSystem,
+    readonly root: Supervisor,
+    readonly embedded: EmbeddedTransport,
+    readonly nats: NatsTransport | undefined,
+    readonly startedAt: number,
+    private readonly ownsEmbedded: boolean,
+  ) {}
+
+  get nodeId(): string {
+    return this.config.node.id;
+  }
+
+  status(): StatusReply {
+    const now = this.system.clock.now();
+    return {
+      node_id: this.config.node.id,
+      cluster_id: this.config.cluster.id,
+      version: VERSION,
+      protocol: PROTOCOL_VERSION,
+      started_at: this.startedAt,
+      uptime_ms: now - this.startedAt,
+      transport: {
+        kind: this.config.transport.kind,
+        nats: this.nats ? (this.nats.closed ? 'disconnected' : 'connected') : 'off',
+        subject_prefix: this.config.transport.subject_prefix,
+      },
+      tree: this.root.status(),
+    };
+  }
+
+  /** Stops the tree in reverse order, then the transports (draining NATS). Idempotent. */
+  stop(): Promise<void> {
+    this.stopping ??= (async () => {
+      await this.root.stop();
+      this.system.unlisten();
+      await this.nats?.drain().catch(() => undefined);
+      if (this.ownsEmbedded) await this.embedded.drain();
+    })();
+    return this.stopping;
+  }
+}
+
+export function limitsOf(config: Config): ProtocolLimits {
+  return { ...DEFAULT_LIMITS, payloadBytesMax: config.limits.payload_bytes_max, batchRecordsMax: config.limits.batch_records_max };
+}
+
+export function supervisionFlags(config: Config): Partial<SupervisorFlags> {
+  return {
+    intensity: config.supervision.intensity,
+    periodMs: config.supervision.period_ms,
+    backoffBaseMs: config.supervision.backoff_base_ms,
+    backoffMaxMs: config.supervision.backoff_max_ms,
+  };
+}
+
+export async function startNode(config: Config, options: NodeOptions = {}): Promise<UsageNode> {
+  const log = options.log ?? createLogger({ level: config.log.level });
+  const clock = options.clock ?? systemClock;
+  const nats = await openNats(config, log);
+  const embedded = options.embedded ?? new EmbeddedTransport();
+  const system = new ActorSystem({
+    nodeId: config.node.id,
+    log,
+    clock,
+    transport: nats ?? embedded,
+    subjectPrefix: config.transport.subject_prefix,
+    mailboxCapacity: config.limits.mailbox_capacity,
+    askTimeoutMs: config.limits.ask_timeout_ms,
+  });
+  let node: UsageNode | undefined;
+  const flags = supervisionFlags(config);
+  const api: ChildSpec = {
+    id: 'api',
+    kind: 'worker',
+    shutdownMs: config.supervision.shutdown_ms,
+    async start(ctx) {
+      const handlers = endpointHandlers({
+        limits: limitsOf(config),
+        now: () => clock.now(),
+        status: () => ({ ...node!.status() }),
+      });
+      const actor = new ApiActor({
+        gateway: new Gateway(handlers, limitsOf(config), ctx.log),
+        subjects: system.subjects,
+        nodeId: config.node.id,
+        version: VERSION,
+        queueGroup: config.transport.nats.queue_group,
+        embedded,
+        nats,
+        log: ctx.log,
+      });
+      await actor.start();
+      return { stop: () => actor.stop(), kill: () => actor.kill(), status: () => ({ detail: actor.status() }) };
+    },
+  };
+  const root = new Supervisor({
+    path: config.node.id,
+    system,
+    flags,
+    children: [supervisorChild('shards', [], flags), supervisorChild('sync', [], flags), supervisorChild('maintenance', [], flags), api],
+    onExit: (reason: ExitReason) => {
+      if (reason.kind === 'error') {
+        log.fatal({ err: reason.error }, 'the node supervisor gave up');
+        options.onFatal?.(reason.error);
+      }
+    },
+  });
+  system.listen(nats ?? embedded);
+  try {
+    await root.start();
+  } catch (error) {
+    system.unlisten();
+    await nats?.drain().catch(() => undefined);
+    throw error;
+  }
+  node = new UsageNode(config, system, root, embedded, nats, clock.now(), options.embedded === undefined);
+  log.info(
+    { node_id: config.node.id, transport: config.transport.kind, nats: nats ? 'connected' : 'off', subject_prefix: config.transport.subject_prefix },
+    'node started',
+  );
+  return node;
+}
+
+async function openNats(config: Config, log: Logger): Promise<NatsTransport | undefined> {
+  const { nats } = config.transport;
+  const options = {
+    servers: nats.servers,
+    name: `usage-tracker:${config.node.id}`,
+    connectTimeoutMs: nats.connect_timeout_ms,
+    reconnectBaseMs: nats.reconnect_base_ms,
+    reconnectMaxMs: nats.reconnect_max_ms,
+    log,
+    ...(nats.user !== undefined ? { user: nats.user } : {}),
+    ...(nats.pass !== undefined ? { pass: nats.pass } : {}),
+    ...(nats.token !== undefined ? { token: nats.token } : {}),
+  };
+  if (config.transport.kind === 'nats') return connectNats(options);
+  try {
+    return await connectNats(options);
+  } catch (error) {
+    log.info({ servers: nats.servers }, `NATS not reachable (${(error as Error).message}); serving in-process only`);
+    return undefined;
+  }
+}
