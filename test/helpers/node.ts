@@ -1,0 +1,73 @@
+// Test helpers: a real node on a real NATS server, under a subject prefix and
+// node id of its own so that concurrent runs never see each other.
+
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { decode, encode } from '../../protocols/codec.js';
+import { subjects, type EndpointName, type Subjects } from '../../protocols/subjects.js';
+import { loadConfig } from '../../src/config/load.js';
+import type { Config } from '../../src/config/schema.js';
+import { silentLogger } from '../../src/log.js';
+import { connectNats, type NatsTransport } from '../../src/transport/nats.js';
+import type { Headers } from '../../src/transport/transport.js';
+import { startNode, type UsageNode } from '../../supervisors/node.js';
+
+export const NATS_URL = process.env.USAGE_TRACKER_NATS_URL ?? 'nats://127.0.0.1:4222';
+
+let counter = 0;
+export function uniqueName(stem: string): string {
+  return `${stem}${process.pid}x${Date.now().toString(36)}x${counter++}`;
+}
+
+export interface TestNode {
+  node: UsageNode;
+  client: NatsTransport;
+  subjects: Subjects;
+  config: Config;
+  /** Sends a request to an endpoint and decodes the reply (msgpack unless json). */
+  call(endpoint: EndpointName, body: unknown, options?: { json?: boolean; headers?: Headers; timeoutMs?: number }): Promise<any>;
+  callRaw(endpoint: EndpointName, data: Uint8Array, headers?: Headers): Promise<{ body: any; headers: Headers | undefined }>;
+  stop(): Promise<void>;
+}
+
+export async function startTestNode(yaml = '', env: Record<string, string> = {}): Promise<TestNode> {
+  const dataDir = mkdtempSync(join(tmpdir(), 'usage-tracker-test-'));
+  const prefix = uniqueName('t');
+  const config = loadConfig({
+    text: yaml,
+    env: {
+      USAGE_TRACKER_NODE_ID: uniqueName('n'),
+      USAGE_TRACKER_SUBJECT_PREFIX: prefix,
+      USAGE_TRACKER_TRANSPORT: 'nats',
+      USAGE_TRACKER_NATS_URL: NATS_URL,
+      USAGE_TRACKER_DATA_DIR: dataDir,
+      ...env,
+    },
+  });
+  const node = await startNode(config, { log: silentLogger });
+  const client = await connectNats({ servers: NATS_URL, name: 'usage-tracker-test-client' });
+  const names = subjects(prefix);
+  const callRaw = async (endpoint: EndpointName, data: Uint8Array, headers?: Headers) => {
+    const reply = await client.request(names.endpoint(endpoint), data, { timeoutMs: 10_000, ...(headers ? { headers } : {}) });
+    const json = reply.headers?.['Content-Type'] === 'application/json';
+    return { body: decode(reply.data, json ? 'json' : 'msgpack', { payloadBytesMax: 64 << 20, nestingDepthMax: 64 }) as any, headers: reply.headers };
+  };
+  return {
+    node,
+    client,
+    subjects: names,
+    config,
+    callRaw,
+    async call(endpoint, body, options = {}) {
+      const json = options.json ?? false;
+      const headers = { ...(json ? { 'Content-Type': 'application/json' } : {}), ...options.headers };
+      return (await callRaw(endpoint, encode(body, json ? 'json' : 'msgpack'), Object.keys(headers).length > 0 ? headers : undefined)).body;
+    },
+    async stop() {
+      await node.stop();
+      await client.drain();
+      rmSync(dataDir, { recursive: true, force: true });
+    },
+  };
+}
