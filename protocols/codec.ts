@@ -10,7 +10,8 @@ import { JSON_CONTENT_TYPE } from './subjects.js';
 
 export type Encoding = 'msgpack' | 'json';
 
-const packr = new Packr({ useRecords: false, mapsAsObjects: true, variableMapSize: true });
+// int64AsType 'number': other languages write epoch milliseconds as int64/uint64.
+const packr = new Packr({ useRecords: false, mapsAsObjects: true, variableMapSize: true, int64AsType: 'number' });
 const textDecoder = new TextDecoder('utf-8', { fatal: true });
 const textEncoder = new TextEncoder();
 
@@ -22,7 +23,32 @@ export function encodingOf(contentType: string | null | undefined): Encoding {
 
 export function encode(value: unknown, encoding: Encoding = 'msgpack'): Uint8Array {
   if (encoding === 'json') return textEncoder.encode(JSON.stringify(value));
+  return packr.pack(toWire(value));
+}
+
+/** Encodes for another node of ours: no wire normalisation, both ends are msgpackr. */
+export function encodeInternal(value: unknown): Uint8Array {
   return packr.pack(value);
+}
+
+const INT32_LIMIT = 2 ** 32;
+
+/**
+ * Shapes a value for any msgpack reader: integers beyond 32 bits become
+ * int64/uint64 (msgpackr would write float64, which typed decoders refuse),
+ * and keys whose value is undefined are left out, as JSON does.
+ */
+function toWire(value: unknown): unknown {
+  if (typeof value === 'number') {
+    return Number.isSafeInteger(value) && (value >= INT32_LIMIT || value < -INT32_LIMIT) ? BigInt(value) : value;
+  }
+  if (value === null || typeof value !== 'object' || value instanceof Uint8Array || value instanceof Date) return value;
+  if (Array.isArray(value)) return value.map(toWire);
+  const out: Record<string, unknown> = {};
+  for (const [key, child] of Object.entries(value)) {
+    if (child !== undefined) out[key] = toWire(child);
+  }
+  return out;
 }
 
 /**
@@ -46,26 +72,32 @@ export function decode(
   } catch (error) {
     throw new ProtocolError('E_BAD_REQUEST', `body is not valid ${encoding === 'json' ? 'JSON' : 'msgpack'}`, { cause: error });
   }
-  if (!withinDepth(value, limits.nestingDepthMax)) {
-    throw new ProtocolError('E_BAD_REQUEST', `body nests deeper than ${limits.nestingDepthMax} levels`);
-  }
+  checkShape(value, limits.nestingDepthMax, limits.nestingDepthMax);
   return value;
 }
 
-/** Decodes exactly one msgpack value; trailing bytes mean a corrupt or concatenated body. */
+
+/** Decodes exactly one msgpack value; msgpackr throws on trailing bytes (a corrupt or concatenated body). */
 function unpackWhole(bytes: Uint8Array): unknown {
-  const values = packr.unpackMultiple(bytes);
-  if (values.length !== 1) throw new Error(`expected one msgpack value, found ${values.length}`);
-  return values[0];
+  return packr.unpack(bytes);
 }
 
-function withinDepth(value: unknown, depthMax: number): boolean {
-  if (value === null || typeof value !== 'object') return true;
-  if (depthMax <= 0) return false;
-  if (value instanceof Uint8Array || value instanceof Date) return true;
-  const children = Array.isArray(value) ? value : Object.values(value);
-  for (const child of children) {
-    if (!withinDepth(child, depthMax - 1)) return false;
+/**
+ * Bounds nesting and admits only plain data: maps, arrays, strings, numbers,
+ * booleans, null, binary and timestamps. msgpack extension types and reserved
+ * bytes (0xc1) decode to other objects and are refused.
+ */
+function checkShape(value: unknown, depthLeft: number, depthMax: number): void {
+  if (value === null || typeof value !== 'object') {
+    if (typeof value === 'bigint') throw new ProtocolError('E_BAD_REQUEST', 'integer out of the 64-bit float range');
+    return;
   }
-  return true;
+  if (value instanceof Uint8Array || value instanceof Date) return;
+  const proto = Object.getPrototypeOf(value);
+  if (!Array.isArray(value) && proto !== Object.prototype && proto !== null) {
+    throw new ProtocolError('E_BAD_REQUEST', 'body contains an unsupported msgpack type (extension or reserved byte)');
+  }
+  if (depthLeft <= 0) throw new ProtocolError('E_BAD_REQUEST', `body nests deeper than ${depthMax} levels`);
+  const children = Array.isArray(value) ? value : Object.values(value);
+  for (const child of children) checkShape(child, depthLeft - 1, depthMax);
 }

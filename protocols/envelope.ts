@@ -12,12 +12,14 @@ export interface ActorEnvelope {
   /** `ask` expects a reply envelope; `tell` does not. */
   kind: 'ask' | 'tell';
   body: unknown;
+  /** For an ask: how long the asker waits, so the receiving node gives up no later. */
+  timeout_ms?: number;
 }
 
 export type ReplyEnvelope = { v: number; ok: true; body: unknown } | { v: number; ok: false; error: ErrorBody };
 
-export function actorEnvelope(to: string, kind: ActorEnvelope['kind'], body: unknown): ActorEnvelope {
-  return { v: PROTOCOL_VERSION, to, kind, body };
+export function actorEnvelope(to: string, kind: ActorEnvelope['kind'], body: unknown, timeoutMs?: number): ActorEnvelope {
+  return timeoutMs === undefined ? { v: PROTOCOL_VERSION, to, kind, body } : { v: PROTOCOL_VERSION, to, kind, body, timeout_ms: timeoutMs };
 }
 
 export function checkActorEnvelope(value: unknown): ActorEnvelope {
@@ -31,6 +33,10 @@ export function checkActorEnvelope(value: unknown): ActorEnvelope {
   }
   if (envelope.kind !== 'ask' && envelope.kind !== 'tell') {
     throw new ProtocolError('E_BAD_REQUEST', 'actor envelope kind must be ask or tell', { field: 'kind' });
+  }
+  const timeout = envelope.timeout_ms;
+  if (timeout !== undefined && (!Number.isInteger(timeout) || timeout < 1)) {
+    throw new ProtocolError('E_BAD_REQUEST', 'actor envelope timeout_ms must be a whole number of milliseconds >= 1', { field: 'timeout_ms' });
   }
   return envelope as ActorEnvelope;
 }

@@ -9,17 +9,34 @@ export interface AskOptions {
 }
 
 export const DEFAULT_ASK_TIMEOUT_MS = 5000;
+/** The longest deadline an ask may carry to another node. */
+export const ASK_TIMEOUT_MS_MAX = 10 * 60 * 1000;
 
-/** The stack of whoever called `ask`, captured without the kernel's own frames. */
-export function callerStack(skip: Function): string {
-  const holder: { stack?: string } = {};
-  Error.captureStackTrace(holder, skip);
-  return holder.stack ?? '';
+/**
+ * The stack of whoever called `ask`, without the kernel's own frames.
+ * Capturing is cheap; V8 formats `stack` only when it is read, which
+ * happens only if the ask times out.
+ */
+export interface CallerStack {
+  stack?: string;
 }
 
-export function timeoutError(target: string, timeoutMs: number, stack: string): ProtocolError {
+/** Frames kept: enough to name the caller and its callers, few enough to stay cheap on every ask. */
+const CALLER_FRAMES = 6;
+
+export function captureCaller(skip: Function): CallerStack {
+  const holder: CallerStack = {};
+  const limit = Error.stackTraceLimit;
+  Error.stackTraceLimit = CALLER_FRAMES;
+  Error.captureStackTrace(holder, skip);
+  Error.stackTraceLimit = limit;
+  return holder;
+}
+
+export function timeoutError(target: string, timeoutMs: number, caller: CallerStack): ProtocolError {
   const error = new ProtocolError('E_TIMEOUT', `ask to ${target} timed out after ${timeoutMs} ms`);
-  error.stack = `${error.name}: ${error.message}\n${stack.split('\n').slice(1).join('\n')}`;
+  const frames = (caller.stack ?? '').split('\n').slice(1).join('\n');
+  error.stack = `${error.name}: ${error.message}\n${frames}`;
   return error;
 }
 
@@ -31,12 +48,12 @@ export class PendingAsk<R> {
   private timer: TimerHandle | undefined;
   private settled = false;
 
-  constructor(clock: Clock, target: string, timeoutMs: number, stack: string) {
+  constructor(clock: Clock, target: string, timeoutMs: number, caller: CallerStack) {
     this.promise = new Promise<R>((resolve, reject) => {
       this.resolveFn = resolve;
       this.rejectFn = reject;
     });
-    this.timer = clock.setTimer(timeoutMs, () => this.reject(timeoutError(target, timeoutMs, stack)));
+    this.timer = clock.setTimer(timeoutMs, () => this.reject(timeoutError(target, timeoutMs, caller)));
   }
 
   resolve(value: R): void {

@@ -4,7 +4,7 @@
 // whether the path is local (a mailbox push) or remote (an envelope over the
 // transport, answered by the owning node's system).
 
-import { decode, encode } from '../../protocols/codec.js';
+import { decode, encodeInternal as encode } from '../../protocols/codec.js';
 import { actorEnvelope, checkActorEnvelope, errorEnvelope, okReply, openReply } from '../../protocols/envelope.js';
 import { ProtocolError, toProtocolError } from '../../protocols/errors.js';
 import { isValidNodeId, subjects as subjectsOf, type Subjects } from '../../protocols/subjects.js';
@@ -12,7 +12,7 @@ import { actorLogger, type Logger } from '../log.js';
 import { systemClock, type Clock } from '../ports/clock.js';
 import type { Transport, TransportMessage, TransportSubscription } from '../transport/transport.js';
 import { ActorCell, type Behavior, type ExitReason } from './actor.js';
-import { callerStack, DEFAULT_ASK_TIMEOUT_MS, PendingAsk, timeoutError, type AskOptions } from './ask.js';
+import { ASK_TIMEOUT_MS_MAX, captureCaller, DEFAULT_ASK_TIMEOUT_MS, PendingAsk, timeoutError, type AskOptions } from './ask.js';
 
 export interface ActorRef<M = unknown, R = unknown> {
   readonly path: string;
@@ -115,51 +115,56 @@ export class ActorSystem {
   private localRef<M, R>(path: string): ActorRef<M, R> {
     const slot = this.slotOf(path);
     const system = this;
+    function ask(message: M, options: AskOptions = {}): Promise<R> {
+      return system.askSlot<R>(slot, path, message, options.timeoutMs ?? system.askTimeoutMs, captureCaller(ask));
+    }
     return {
       path,
       tell(message) {
         if (!slot.cell) throw new ProtocolError('E_UNAVAILABLE', `no actor is running at ${path}`);
         slot.cell.tell(message);
       },
-      ask(message, options = {}) {
-        const timeoutMs = options.timeoutMs ?? system.askTimeoutMs;
-        const pending = new PendingAsk<R>(system.clock, path, timeoutMs, callerStack(this.ask));
-        try {
-          if (!slot.cell) throw new ProtocolError('E_UNAVAILABLE', `no actor is running at ${path}`);
-          slot.cell.ask(message, pending as PendingAsk<unknown>);
-        } catch (error) {
-          pending.reject(error);
-        }
-        return pending.promise;
-      },
+      ask,
     };
+  }
+
+  private askSlot<R>(slot: Slot, path: string, message: unknown, timeoutMs: number, caller: { stack?: string }): Promise<R> {
+    const pending = new PendingAsk<R>(this.clock, path, timeoutMs, caller);
+    try {
+      if (!slot.cell) throw new ProtocolError('E_UNAVAILABLE', `no actor is running at ${path}`);
+      slot.cell.ask(message, pending as PendingAsk<unknown>);
+    } catch (error) {
+      pending.reject(error);
+    }
+    return pending.promise;
   }
 
   private remoteRef<M, R>(path: string): ActorRef<M, R> {
     const system = this;
     const node = nodeOfPath(path);
+    const subject = this.subjects.nodeActors(node);
+    async function ask(message: M, options: AskOptions = {}): Promise<R> {
+      const timeoutMs = options.timeoutMs ?? system.askTimeoutMs;
+      const caller = captureCaller(ask);
+      const transport = system.requireTransport(path);
+      let reply;
+      try {
+        reply = await transport.request(subject, encode(actorEnvelope(path, 'ask', message, timeoutMs)), { timeoutMs });
+      } catch (error) {
+        if (error instanceof ProtocolError && error.code === 'E_TIMEOUT') throw timeoutError(path, timeoutMs, caller);
+        if (error instanceof ProtocolError && error.code === 'E_UNAVAILABLE') {
+          throw new ProtocolError('E_UNAVAILABLE', `node ${node} does not answer for ${path}`, { cause: error });
+        }
+        throw error;
+      }
+      return openReply(decode(reply.data, 'msgpack', ENVELOPE_LIMITS)) as R;
+    }
     return {
       path,
       tell(message) {
-        const transport = system.requireTransport(path);
-        transport.publish(system.subjects.nodeActors(node), encode(actorEnvelope(path, 'tell', message)));
+        system.requireTransport(path).publish(subject, encode(actorEnvelope(path, 'tell', message)));
       },
-      async ask(message, options = {}) {
-        const timeoutMs = options.timeoutMs ?? system.askTimeoutMs;
-        const stack = callerStack(this.ask);
-        const transport = system.requireTransport(path);
-        let reply;
-        try {
-          reply = await transport.request(system.subjects.nodeActors(node), encode(actorEnvelope(path, 'ask', message)), { timeoutMs });
-        } catch (error) {
-          if (error instanceof ProtocolError && error.code === 'E_TIMEOUT') throw timeoutError(path, timeoutMs, stack);
-          if (error instanceof ProtocolError && error.code === 'E_UNAVAILABLE') {
-            throw new ProtocolError('E_UNAVAILABLE', `node ${node} does not answer for ${path}`, { cause: error });
-          }
-          throw error;
-        }
-        return openReply(decode(reply.data, 'msgpack', ENVELOPE_LIMITS)) as R;
-      },
+      ask,
     };
   }
 
@@ -184,20 +189,27 @@ export class ActorSystem {
       if (msg.canRespond) msg.respond(encode(errorEnvelope(toProtocolError(error))));
       return;
     }
-    const ref = nodeOfPath(envelope.to) === this.nodeId ? this.localRef(envelope.to) : undefined;
+    // Only existing slots: a peer naming arbitrary paths must not grow the registry.
+    const slot = nodeOfPath(envelope.to) === this.nodeId ? this.slots.get(envelope.to) : undefined;
     if (envelope.kind === 'tell') {
       try {
-        ref?.tell(envelope.body);
+        if (!slot?.cell) throw new ProtocolError('E_UNAVAILABLE', `no actor is running at ${envelope.to}`);
+        slot.cell.tell(envelope.body);
       } catch (error) {
         this.log.debug({ err: error, to: envelope.to }, 'remote tell dropped');
       }
       return;
     }
-    if (!ref) {
+    if (nodeOfPath(envelope.to) !== this.nodeId) {
       msg.respond(encode(errorEnvelope(new ProtocolError('E_NOT_FOUND', `${envelope.to} is not on node ${this.nodeId}`))));
       return;
     }
-    return ref.ask(envelope.body).then(
+    if (!slot) {
+      msg.respond(encode(errorEnvelope(new ProtocolError('E_UNAVAILABLE', `no actor is running at ${envelope.to}`))));
+      return;
+    }
+    const timeoutMs = Math.min(envelope.timeout_ms ?? this.askTimeoutMs, ASK_TIMEOUT_MS_MAX);
+    return this.askSlot(slot, envelope.to, envelope.body, timeoutMs, {}).then(
       (body) => void msg.respond(encode(okReply(body))),
       (error) => void msg.respond(encode(errorEnvelope(toProtocolError(error)))),
     );

@@ -1,7 +1,8 @@
 // The in-process transport: the same envelope bytes as over NATS, delivered
 // within one process. Semantics follow NATS core: wildcards, queue groups
 // (one member per message, round robin), fan-out to plain subscribers,
-// "no responders" when nothing listens, and delivery always asynchronous.
+// "no responders" when nothing listens, and delivery always asynchronous
+// (on the next turn of the event loop, never a microtask chain).
 // Bytes are copied on delivery so neither side can see the other mutate them.
 
 import { ProtocolError } from '../../protocols/errors.js';
@@ -98,7 +99,8 @@ export class EmbeddedTransport implements Transport {
   ): void {
     const copy = data.slice();
     const frozenHeaders = headers ? Object.freeze({ ...headers }) : undefined;
-    queueMicrotask(() => {
+    // A macrotask, as a socket read would be: in-process traffic must not starve timers and I/O.
+    setImmediate(() => {
       if (!this.subscribers.has(target)) return;
       let result: void | Promise<void>;
       try {

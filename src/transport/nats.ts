@@ -53,6 +53,8 @@ export async function connectNats(options: NatsTransportOptions): Promise<NatsTr
     reconnect: true,
     maxReconnectAttempts: -1,
     reconnectDelayHandler: () => reconnectDelayMs(attempt++, baseMs, maxMs),
+    // The kernel records the asker's stack itself, more cheaply; nats.js would capture two more per request.
+    noAsyncTraces: true,
     ...(options.user !== undefined ? { user: options.user } : {}),
     ...(options.pass !== undefined ? { pass: options.pass } : {}),
     ...(options.token !== undefined ? { token: options.token } : {}),
