@@ -45,7 +45,11 @@ export class ApiActor {
       this.subscriptions.push(embedded.subscribe(subjects.endpoint(name), handler, { queue: queueGroup }));
       this.subscriptions.push(embedded.subscribe(subjects.nodeEndpoint(nodeId, name), handler));
     }
-    if (this.options.nats) await this.registerService(this.options.nats);
+    if (this.options.nats) {
+      await this.registerService(this.options.nats);
+      // Started means reachable: the server has every endpoint subscription before we say so.
+      await this.options.nats.flush();
+    }
   }
 
   private async registerService(nats: NatsTransport): Promise<void> {

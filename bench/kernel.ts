@@ -6,7 +6,7 @@ import { encode } from '../protocols/codec.js';
 import { ActorSystem } from '../src/kernel/system.js';
 import { silentLogger } from '../src/log.js';
 import { EmbeddedTransport } from '../src/transport/embedded.js';
-import { connectNats, type NatsTransport } from '../src/transport/nats.js';
+import { connectNats } from '../src/transport/nats.js';
 import type { Transport } from '../src/transport/transport.js';
 import { connect } from '@nats-io/transport-node';
 import { closedLoop, type Row } from './measure.js';
@@ -73,8 +73,7 @@ async function systemPair(tag: string, transportA: Transport, transportB: Transp
   const a = new ActorSystem({ nodeId: `${tag}-a`, log: silentLogger, transport: transportA, subjectPrefix: tag, mailboxCapacity: 4096 });
   const b = new ActorSystem({ nodeId: `${tag}-b`, log: silentLogger, transport: transportB, subjectPrefix: tag, mailboxCapacity: 4096 });
   b.spawn(`${tag}-b/echo`, { receive: (message: unknown) => message });
-  b.listen();
-  if (transportB.kind === 'nats') await (transportB as NatsTransport).flush();
+  await b.listen();
   const echo = a.ref(`${tag}-b/echo`);
   return {
     ask: (message: unknown) => echo.ask(message, { timeoutMs: 5000 }),

@@ -21,7 +21,7 @@ class CliError extends Error {
 
 /** cluster.yml from --config, USAGE_TRACKER_CONFIG, or ./cluster.yml when present; otherwise the defaults. */
 function configFrom(file: string | undefined): Config {
-  const explicit = file ?? process.env.USAGE_TRACKER_CONFIG;
+  const explicit = file ?? (process.env.USAGE_TRACKER_CONFIG || undefined);
   const path = explicit ?? (existsSync('cluster.yml') ? 'cluster.yml' : undefined);
   return loadConfig(path === undefined ? {} : { file: path });
 }

@@ -23,7 +23,7 @@ export const lifecycleMachine = setup({
   id: 'lifecycle',
   initial: 'starting',
   states: {
-    starting: { on: { STARTED: 'running', START_FAILED: 'restarting', STOP: 'stopping', GIVE_UP: 'failed' } },
+    starting: { on: { STARTED: 'running', START_FAILED: 'restarting', CRASHED: 'restarting', STOP: 'stopping', GIVE_UP: 'failed' } },
     running: { on: { CRASHED: 'restarting', EXITED: 'stopped', STOP: 'stopping', GIVE_UP: 'failed' } },
     restarting: { on: { RESTART: 'starting', STOP: 'stopping', GIVE_UP: 'failed', EXITED: 'stopped' } },
     stopping: { on: { STOPPED: 'stopped' } },

@@ -161,7 +161,7 @@ export async function startNode(config: Config, options: NodeOptions = {}): Prom
       }
     },
   });
-  system.listen(nats ?? embedded);
+  await system.listen(nats ?? embedded);
   try {
     await root.start();
   } catch (error) {

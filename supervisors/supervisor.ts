@@ -99,6 +99,10 @@ export class Supervisor implements RunningChild {
         this.log.error({ err: error, child: record.path }, 'child failed to start; stopping the children already started');
         await this.stopChildren(this.records.slice(0, index));
         record.lifecycle.send('GIVE_UP');
+        for (const never of this.records.slice(index + 1)) {
+          never.lifecycle.send('STOP');
+          never.lifecycle.send('STOPPED');
+        }
         this.state = 'failed';
         throw new Error(`supervisor ${this.path} could not start child ${record.spec.id}: ${messageOf(error)}`, { cause: error });
       }
@@ -114,8 +118,9 @@ export class Supervisor implements RunningChild {
       exit: (reason) => this.childExited(record, generation, reason),
     };
     record.running = await record.spec.start(ctx);
-    if (record.generation !== generation) return;
-    if (record.lifecycle.state === 'starting') record.lifecycle.send('STARTED');
+    // A child may report a crash before its start returned: it is then already restarting.
+    if (record.generation !== generation || record.lifecycle.state !== 'starting') return;
+    record.lifecycle.send('STARTED');
     this.onEvent({ type: 'child_started', path: record.path });
   }
 
@@ -136,15 +141,21 @@ export class Supervisor implements RunningChild {
       return;
     }
     record.lifecycle.send('CRASHED');
-    this.enqueue(() => this.restart(record));
+    this.enqueue(() => this.restart(record, generation));
   }
 
   private enqueue(operation: () => Promise<void>): void {
     this.operations = this.operations.then(operation).catch((error: unknown) => this.escalate(error));
   }
 
-  private async restart(failed: ChildRecord): Promise<void> {
+  /**
+   * Restarts `failed` (and its group), unless a group restart queued before
+   * this one already brought it back: like OTP, an exit of an incarnation
+   * that is gone is not counted twice.
+   */
+  private async restart(failed: ChildRecord, generation: number): Promise<void> {
     if (this.state !== 'running') return;
+    if (failed.generation !== generation || failed.lifecycle.state !== 'restarting') return;
     const now = this.system.clock.monotonicMs();
     this.restartTimes.push(now);
     while (this.restartTimes.length > 0 && this.restartTimes[0]! <= now - this.flags.periodMs) this.restartTimes.shift();
@@ -156,6 +167,7 @@ export class Supervisor implements RunningChild {
     const group = this.restartGroup(failed);
     const others = group.filter((record) => record !== failed && record.running);
     await this.stopChildren(others);
+    if (this.state !== 'running') return;
     const delayMs = Math.min(this.flags.backoffMaxMs, this.flags.backoffBaseMs * 2 ** (inWindow - 1));
     this.onEvent({ type: 'restart_scheduled', path: failed.path, delayMs, restartsInWindow: inWindow });
     if (delayMs > 0) await this.backoff(delayMs);
@@ -172,8 +184,9 @@ export class Supervisor implements RunningChild {
       } catch (error) {
         record.lastError = messageOf(error);
         this.log.error({ err: error, child: record.path }, 'child failed to restart');
-        record.lifecycle.send('START_FAILED');
-        this.enqueue(() => this.restart(record));
+        if (record.lifecycle.can('START_FAILED')) record.lifecycle.send('START_FAILED');
+        const failedGeneration = record.generation;
+        this.enqueue(() => this.restart(record, failedGeneration));
         return;
       }
     }

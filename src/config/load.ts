@@ -114,6 +114,7 @@ function describeIssues(error: z.ZodError, envKeys: Map<string, string>): string
 }
 
 function describe(issue: z.core.$ZodIssue): string {
+  if (issue.code === 'invalid_type' && issue.expected === 'int') return `${issue.message}${shown(issue.input)}`;
   if (issue.code === 'invalid_type') {
     const got = issue.input === null ? 'null' : Array.isArray(issue.input) ? 'a list' : typeof issue.input;
     const value = issue.input === undefined || typeof issue.input === 'object' ? '' : ` ${JSON.stringify(issue.input)}`;

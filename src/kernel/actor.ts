@@ -135,11 +135,18 @@ export class ActorCell<M = unknown, R = unknown> {
     if (this.state !== 'running') return;
     this.state = 'stopping';
     if (this.processing) await new Promise<void>((resolve) => (this.stopWaiter = resolve));
-    if ((this.state as CellState) === 'failed') return;
-    await this.behavior.stopped?.(this.ctx);
+    // A kill or a crash while draining ends the actor: its stopped hook does not run.
     if ((this.state as CellState) !== 'stopping') return;
-    this.state = 'stopped';
-    this.onExit({ kind: 'normal' });
+    try {
+      await this.behavior.stopped?.(this.ctx);
+    } catch (error) {
+      this.ctx.log.warn({ err: error }, 'stopped hook failed');
+    } finally {
+      if ((this.state as CellState) === 'stopping') {
+        this.state = 'stopped';
+        this.onExit({ kind: 'normal' });
+      }
+    }
   }
 
   /** Abandons the actor at once: queued askers get E_UNAVAILABLE, nothing more runs. */

@@ -45,6 +45,15 @@ interface Slot {
 /** Bound on an inbound envelope: one protocol payload plus envelope overhead. */
 const ENVELOPE_LIMITS = { payloadBytesMax: 2 * 1024 * 1024, nestingDepthMax: 32 };
 
+/** Replies with an envelope; an answer too large for the transport becomes its E_TOO_LARGE error. */
+function respondSafely(msg: TransportMessage, reply: ReturnType<typeof okReply>): void {
+  try {
+    msg.respond(encode(reply));
+  } catch (error) {
+    msg.respond(encode(errorEnvelope(toProtocolError(error))));
+  }
+}
+
 export function nodeOfPath(path: string): string {
   const slash = path.indexOf('/');
   return slash === -1 ? path : path.slice(0, slash);
@@ -173,12 +182,13 @@ export class ActorSystem {
     return this.transport;
   }
 
-  /** Starts answering envelopes addressed to this node's actors. */
-  listen(transport: Transport | undefined = this.transport): void {
+  /** Starts answering envelopes addressed to this node's actors; resolves once the transport has the subscription. */
+  listen(transport: Transport | undefined = this.transport): Promise<void> {
     if (!transport) throw new Error('listen needs a transport');
     this.transport = transport;
     this.subscription?.unsubscribe();
     this.subscription = transport.subscribe(this.subjects.nodeActors(this.nodeId), (msg) => this.deliver(msg));
+    return transport.flush();
   }
 
   private deliver(msg: TransportMessage): void | Promise<void> {
@@ -210,8 +220,8 @@ export class ActorSystem {
     }
     const timeoutMs = Math.min(envelope.timeout_ms ?? this.askTimeoutMs, ASK_TIMEOUT_MS_MAX);
     return this.askSlot(slot, envelope.to, envelope.body, timeoutMs, {}).then(
-      (body) => void msg.respond(encode(okReply(body))),
-      (error) => void msg.respond(encode(errorEnvelope(toProtocolError(error)))),
+      (body) => respondSafely(msg, okReply(body)),
+      (error) => respondSafely(msg, errorEnvelope(toProtocolError(error))),
     );
   }
 

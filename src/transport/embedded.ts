@@ -7,6 +7,8 @@
 
 import { ProtocolError } from '../../protocols/errors.js';
 import {
+  checkPayload,
+  DEFAULT_PAYLOAD_BYTES_MAX,
   subjectMatches,
   type Headers,
   type MessageHandler,
@@ -30,6 +32,8 @@ export class EmbeddedTransport implements Transport {
   private readonly inFlight = new Set<Promise<void>>();
   private state: 'open' | 'draining' | 'closed' = 'open';
 
+  constructor(readonly payloadBytesMax: number = DEFAULT_PAYLOAD_BYTES_MAX) {}
+
   get closed(): boolean {
     return this.state === 'closed';
   }
@@ -43,11 +47,17 @@ export class EmbeddedTransport implements Transport {
 
   publish(subject: string, data: Uint8Array, headers?: Headers): void {
     if (this.state !== 'open') throw new ProtocolError('E_UNAVAILABLE', 'embedded transport is closed');
+    checkPayload(subject, data, this.payloadBytesMax);
     for (const target of this.targets(subject)) this.deliver(target, subject, data, headers, undefined);
   }
 
   request(subject: string, data: Uint8Array, options: RequestOptions): Promise<TransportReply> {
     if (this.state !== 'open') return Promise.reject(new ProtocolError('E_UNAVAILABLE', 'embedded transport is closed'));
+    try {
+      checkPayload(subject, data, this.payloadBytesMax);
+    } catch (error) {
+      return Promise.reject(error);
+    }
     const targets = this.targets(subject);
     if (targets.length === 0) return Promise.reject(new ProtocolError('E_UNAVAILABLE', `no responders on ${subject}`));
     return new Promise<TransportReply>((resolve, reject) => {
@@ -58,6 +68,7 @@ export class EmbeddedTransport implements Transport {
       }, options.timeoutMs);
       const respond = (reply: Uint8Array, replyHeaders?: Headers): boolean => {
         if (answered) return false;
+        checkPayload(`the reply on ${subject}`, reply, this.payloadBytesMax);
         answered = true;
         clearTimeout(timer);
         const copy = reply.slice();
@@ -119,6 +130,11 @@ export class EmbeddedTransport implements Transport {
         this.inFlight.add(tracked);
       }
     });
+  }
+
+  /** Subscriptions are active as soon as they are made; this only lets queued deliveries run. */
+  flush(): Promise<void> {
+    return new Promise((resolve) => setImmediate(resolve));
   }
 
   async drain(): Promise<void> {

@@ -13,14 +13,16 @@ import {
 import { connect } from '@nats-io/transport-node';
 import { ProtocolError } from '../../protocols/errors.js';
 import type { Logger } from '../log.js';
-import type {
-  Headers,
-  MessageHandler,
-  RequestOptions,
-  SubscribeOptions,
-  Transport,
-  TransportReply,
-  TransportSubscription,
+import {
+  checkPayload,
+  DEFAULT_PAYLOAD_BYTES_MAX,
+  type Headers,
+  type MessageHandler,
+  type RequestOptions,
+  type SubscribeOptions,
+  type Transport,
+  type TransportReply,
+  type TransportSubscription,
 } from './transport.js';
 
 export interface NatsTransportOptions {
@@ -86,6 +88,11 @@ export class NatsTransport implements Transport {
     return this.connection.isClosed();
   }
 
+  /** The server's max_payload, as it announced it. */
+  get payloadBytesMax(): number {
+    return this.connection.info?.max_payload ?? DEFAULT_PAYLOAD_BYTES_MAX;
+  }
+
   /** Logs connection changes and resets the backoff once reconnected. */
   watchStatus(onReconnect: () => void): void {
     void (async () => {
@@ -128,7 +135,10 @@ export class NatsTransport implements Transport {
         data: msg.data,
         headers: msg.headers ? toHeaders(msg.headers) : undefined,
         canRespond: Boolean(msg.reply),
-        respond: (data, replyHeaders) => msg.respond(data, replyHeaders ? { headers: toMsgHdrs(replyHeaders) } : undefined),
+        respond: (data, replyHeaders) => {
+          checkPayload(`the reply on ${msg.subject}`, data, this.payloadBytesMax);
+          return msg.respond(data, replyHeaders ? { headers: toMsgHdrs(replyHeaders) } : undefined);
+        },
       });
     } catch (error) {
       this.log?.error({ err: error, subject: msg.subject }, 'message handler threw');
@@ -144,11 +154,13 @@ export class NatsTransport implements Transport {
 
   publish(subject: string, data: Uint8Array, headers?: Headers): void {
     if (this.draining || this.closed) throw new ProtocolError('E_UNAVAILABLE', 'nats transport is closed');
+    checkPayload(subject, data, this.payloadBytesMax);
     this.connection.publish(subject, data, headers ? { headers: toMsgHdrs(headers) } : undefined);
   }
 
   async request(subject: string, data: Uint8Array, options: RequestOptions): Promise<TransportReply> {
     if (this.draining || this.closed) throw new ProtocolError('E_UNAVAILABLE', 'nats transport is closed');
+    checkPayload(subject, data, this.payloadBytesMax);
     try {
       const msg = await this.connection.request(subject, data, {
         timeout: options.timeoutMs,

@@ -1,7 +1,9 @@
 // The transport port: what carries envelope bytes between a requester and a
 // responder. `embedded` (in-process) and `nats` implement the same contract,
 // checked by one conformance suite; errors are ProtocolErrors with codes:
-// E_UNAVAILABLE (no responder, not connected, closed), E_TIMEOUT.
+// E_UNAVAILABLE (no responder, not connected, closed), E_TIMEOUT, E_TOO_LARGE.
+
+import { ProtocolError } from '../../protocols/errors.js';
 
 export type Headers = Readonly<Record<string, string>>;
 
@@ -36,11 +38,18 @@ export interface TransportSubscription {
   unsubscribe(): void;
 }
 
+/** NATS' default max_payload; the embedded transport enforces the same bound. */
+export const DEFAULT_PAYLOAD_BYTES_MAX = 1024 * 1024;
+
 export interface Transport {
   readonly kind: 'embedded' | 'nats';
+  /** Largest payload this transport carries; more is E_TOO_LARGE, never truncated. */
+  readonly payloadBytesMax: number;
   subscribe(subject: string, handler: MessageHandler, options?: SubscribeOptions): TransportSubscription;
   request(subject: string, data: Uint8Array, options: RequestOptions): Promise<TransportReply>;
   publish(subject: string, data: Uint8Array, headers?: Headers): void;
+  /** Resolves once every subscription made so far is active (on NATS: the server has it). */
+  flush(): Promise<void>;
   /** Stops delivering new messages, waits for handlers in flight, then closes. */
   drain(): Promise<void>;
   readonly closed: boolean;
@@ -58,4 +67,12 @@ export function subjectMatches(pattern: string, subject: string): boolean {
     if (token !== '*' && token !== have[i]) return false;
   }
   return want.length === have.length;
+}
+
+export function checkPayload(subject: string, data: Uint8Array, payloadBytesMax: number): void {
+  if (data.byteLength > payloadBytesMax) {
+    throw new ProtocolError('E_TOO_LARGE', `payload for ${subject} is ${data.byteLength} bytes; the transport carries at most ${payloadBytesMax}`, {
+      details: { limit_bytes: payloadBytesMax },
+    });
+  }
 }

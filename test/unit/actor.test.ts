@@ -306,7 +306,7 @@ t.test('kill during a pending stop: the stopped hook does not run afterwards', a
   await stopping;
   await quiet();
   t.same(exits, [{ kind: 'killed' }]);
-  t.notOk(hookRan, 'nothing more runs after kill', { todo: 'BUG: see report (stopped hook after kill)' });
+  t.notOk(hookRan, 'nothing more runs after kill');
 });
 
 t.test('a stopped hook that throws still ends the actor and frees its path', async (t) => {
@@ -327,11 +327,9 @@ t.test('a stopped hook that throws still ends the actor and frees its path', asy
     (error: unknown) => `rejected: ${(error as Error).message}`,
   );
   t.ok(stopped === 'resolved' || stopped === 'rejected: flush failed');
-  t.equal(exits.length, 1, 'onExit is called once', { todo: 'BUG: see report (stopped hook throws)' });
-  t.not(cell.lifecycle, 'stopping', 'the actor does not stay stopping forever', { todo: 'BUG: see report (stopped hook throws)' });
-  t.doesNotThrow(() => system.spawn('n1/leaky', { receive: (message: string) => message }), 'the path can be spawned again', {
-    todo: 'BUG: see report (stopped hook throws)',
-  });
+  t.equal(exits.length, 1, 'onExit is called once');
+  t.not(cell.lifecycle, 'stopping', 'the actor does not stay stopping forever');
+  t.doesNotThrow(() => system.spawn('n1/leaky', { receive: (message: string) => message }), 'the path can be spawned again');
 });
 
 // ---------------------------------------------------------------- ask deadlines
@@ -483,7 +481,7 @@ t.test("a remote ask honours the caller's timeoutMs, as a local ask does", async
   });
   t.equal(await n2.ref<string, string>('n2/slow').ask('local', { timeoutMs: 2000 }), 'slow local', 'locally, 2000 ms is enough');
   const remote = await settled(n1.ref<string, string>('n2/slow').ask('remote', { timeoutMs: 2000 }));
-  t.same(remote.ok ? remote.value : remote.error.code, 'slow remote', 'remotely, 2000 ms is enough too', { todo: 'BUG: see report (remote deadline)' });
+  t.same(remote.ok ? remote.value : remote.error.code, 'slow remote', 'remotely, 2000 ms is enough too');
 });
 
 t.test('asking a node that does not listen gives E_UNAVAILABLE', async (t) => {

@@ -248,7 +248,7 @@ t.test('bad files: the lines a user reads', async (t) => {
     );
   });
 
-  t.test('a fraction where a whole number belongs says so', { todo: 'BUG: see report' }, async (t) => {
+  t.test('a fraction where a whole number belongs says so', async (t) => {
     // The schema asks for 'must be a whole number'; describe() replaces it with zod's 'expected int'.
     t.same(fileError('cluster:\n  shards: 1.5\n').problems, ['cluster.shards: must be a whole number (got 1.5)']);
   });

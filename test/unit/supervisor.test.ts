@@ -262,7 +262,7 @@ t.test('two children crashing together under one_for_all cause one group restart
   b.crash();
   await until(() => c.starts >= 2, 'group restarted');
   await quiet(100);
-  t.same([a.starts, b.starts, c.starts], [2, 2, 2], 'each child started once more', { todo: 'BUG: see report (stale queued restart)' });
+  t.same([a.starts, b.starts, c.starts], [2, 2, 2], 'each child started once more');
   await h.sup.stop();
 });
 
@@ -281,8 +281,8 @@ t.test('two children crashing together count as one restart toward intensity', a
   b.crash();
   await until(() => c.starts >= 2, 'group restarted');
   await quiet(100);
-  t.same(h.exits, [], 'the supervisor does not give up', { todo: 'BUG: see report (stale queued restart)' });
-  t.equal(h.sup.status().state, 'running', 'the supervisor is still running', { todo: 'BUG: see report (stale queued restart)' });
+  t.same(h.exits, [], 'the supervisor does not give up');
+  t.equal(h.sup.status().state, 'running', 'the supervisor is still running');
   await h.sup.stop();
 });
 
@@ -488,7 +488,7 @@ t.test('stop called while a restart is stopping siblings does not wait out the b
   const stopping = h.sup.stop().then(() => (done = true));
   release();
   await quiet(100);
-  t.ok(done, 'stop finished without the clock moving', { todo: 'BUG: see report (backoff after stop)' });
+  t.ok(done, 'stop finished without the clock moving');
   await h.clock.advance(1000);
   await stopping;
   t.equal(a.starts, 1, 'nothing restarts after stop');
@@ -676,7 +676,7 @@ t.test('an actor worker stuck in a message is killed at its shutdownMs', async (
   t.match(await queued, { code: 'E_UNAVAILABLE' }, 'the queued asker is told');
   t.equal(system.cellAt('n1/root/stuck'), undefined, 'the path is free');
   await quiet();
-  t.notOk(stoppedHookRan, 'the stopped hook does not run after a kill', { todo: 'BUG: see report (stopped hook after kill)' });
+  t.notOk(stoppedHookRan, 'the stopped hook does not run after a kill');
   void first;
 });
 
@@ -715,8 +715,8 @@ t.test('a worker whose stopped hook throws can still be restarted with its group
     .ref<string, string>('n1/root/a')
     .ask('who')
     .catch((error: unknown) => `failed: ${(error as Error).message}`);
-  t.equal(answer, 'a#2', 'a answers from its second incarnation', { todo: 'BUG: see report (stopped hook throws)' });
-  t.same(exits, [], 'the supervisor did not give up', { todo: 'BUG: see report (stopped hook throws)' });
+  t.equal(answer, 'a#2', 'a answers from its second incarnation');
+  t.same(exits, [], 'the supervisor did not give up');
   await sup.stop();
 });
 
@@ -816,8 +816,8 @@ t.test('a crash reported while the child is still starting is a crash, not an ex
   });
   await sup.start().catch(() => undefined);
   await quiet();
-  t.equal((exitThrew as Error | undefined)?.message, undefined, 'ctx.exit does not throw', { todo: 'BUG: see report (exit while starting)' });
-  t.equal(starts, 2, 'the child is restarted', { todo: 'BUG: see report (exit while starting)' });
+  t.equal((exitThrew as Error | undefined)?.message, undefined, 'ctx.exit does not throw');
+  t.equal(starts, 2, 'the child is restarted');
   await sup.stop();
 });
 
