@@ -72,8 +72,23 @@ export function decode(
   } catch (error) {
     throw new ProtocolError('E_BAD_REQUEST', `body is not valid ${encoding === 'json' ? 'JSON' : 'msgpack'}`, { cause: error });
   }
-  checkShape(value, limits.nestingDepthMax, limits.nestingDepthMax);
+  const shape = { replaced: false };
+  checkShape(value, limits.nestingDepthMax, limits.nestingDepthMax, shape);
+  if (shape.replaced && encoding === 'msgpack' && !containsReplacementBytes(bytes)) {
+    throw new ProtocolError('E_BAD_REQUEST', 'body has a string that is not valid UTF-8');
+  }
   return value;
+}
+
+/**
+ * msgpackr turns invalid UTF-8 into U+FFFD silently. A decoded U+FFFD whose
+ * encoding (EF BF BD) is nowhere in the bytes can only come from such a repair.
+ */
+function containsReplacementBytes(bytes: Uint8Array): boolean {
+  for (let i = bytes.indexOf(0xef); i !== -1 && i + 2 < bytes.length; i = bytes.indexOf(0xef, i + 1)) {
+    if (bytes[i + 1] === 0xbf && bytes[i + 2] === 0xbd) return true;
+  }
+  return false;
 }
 
 
@@ -87,7 +102,11 @@ function unpackWhole(bytes: Uint8Array): unknown {
  * booleans, null, binary and timestamps. msgpack extension types and reserved
  * bytes (0xc1) decode to other objects and are refused.
  */
-function checkShape(value: unknown, depthLeft: number, depthMax: number): void {
+function checkShape(value: unknown, depthLeft: number, depthMax: number, shape: { replaced: boolean }): void {
+  if (typeof value === 'string') {
+    if (value.includes('\ufffd')) shape.replaced = true;
+    return;
+  }
   if (value === null || typeof value !== 'object') {
     if (typeof value === 'bigint') throw new ProtocolError('E_BAD_REQUEST', 'integer out of the 64-bit float range');
     return;
@@ -98,6 +117,12 @@ function checkShape(value: unknown, depthLeft: number, depthMax: number): void {
     throw new ProtocolError('E_BAD_REQUEST', 'body contains an unsupported msgpack type (extension or reserved byte)');
   }
   if (depthLeft <= 0) throw new ProtocolError('E_BAD_REQUEST', `body nests deeper than ${depthMax} levels`);
-  const children = Array.isArray(value) ? value : Object.values(value);
-  for (const child of children) checkShape(child, depthLeft - 1, depthMax);
+  if (Array.isArray(value)) {
+    for (const child of value) checkShape(child, depthLeft - 1, depthMax, shape);
+    return;
+  }
+  for (const [key, child] of Object.entries(value)) {
+    if (key.includes('\ufffd')) shape.replaced = true;
+    checkShape(child, depthLeft - 1, depthMax, shape);
+  }
 }

@@ -6,7 +6,7 @@ export interface ProtocolLimits {
   payloadBytesMax: number;
   /** Most records in one `usage.v1.ingest` batch. */
   batchRecordsMax: number;
-  /** Longest identifier string (`id`, `user_id`, `session_id`, ...), in UTF-16 code units. */
+  /** Longest identifier string (`id`, `user_id`, `session_id`, ...), in Unicode code points. */
   idLengthMax: number;
   /** Longest `provider`, `model`, `operation`, `error_code` string. */
   nameLengthMax: number;

@@ -67,7 +67,26 @@ export const PATCHABLE_FIELDS = [
 
 // C0 and C1 control characters, and bidirectional overrides that make text lie about its order.
 const HOSTILE_CHARS = /[\u0000-\u001f\u007f-\u009f\u202a-\u202e\u2066-\u2069]/;
-const ISO_8601 = /^\d{4}-\d{2}-\d{2}(T\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?(Z|[+-]\d{2}:?\d{2})?)?$/;
+const ISO_8601 = /^(\d{4})-(\d{2})-(\d{2})(?:T(\d{2}):(\d{2})(?::(\d{2})(?:\.(\d{1,9}))?)?(Z|[+-]\d{2}:?\d{2})?)?$/;
+
+/**
+ * Epoch milliseconds of an ISO 8601 date or date-time, or NaN. Impossible
+ * calendar days (2024-02-30) are refused, not rolled over, and a date-time
+ * without an offset is UTC, whatever the server's time zone.
+ */
+export function parseIsoTimestamp(text: string): number {
+  const match = ISO_8601.exec(text);
+  if (!match) return Number.NaN;
+  const [, year, month, day, hour, minute, second, , offset] = match;
+  const y = Number(year);
+  const m = Number(month);
+  const d = Number(day);
+  const probe = new Date(Date.UTC(y, m - 1, d));
+  if (probe.getUTCFullYear() !== y || probe.getUTCMonth() !== m - 1 || probe.getUTCDate() !== d) return Number.NaN;
+  if (hour === undefined) return probe.getTime();
+  if (Number(hour) > 23 || Number(minute) > 59 || Number(second ?? 0) > 59) return Number.NaN;
+  return Date.parse(offset === undefined ? `${text}Z` : text);
+}
 
 export function isCleanText(value: string): boolean {
   return value.isWellFormed() && !HOSTILE_CHARS.test(value);
@@ -92,7 +111,7 @@ export function timestampSchema(now: () => number) {
   return z
     .union([z.number(), z.string().max(40)], { error: 'must be epoch milliseconds or an ISO 8601 string' })
     .transform((value, ctx) => {
-      const ms = typeof value === 'number' ? value : ISO_8601.test(value) ? Date.parse(value) : Number.NaN;
+      const ms = typeof value === 'number' ? value : parseIsoTimestamp(value);
       if (!Number.isInteger(ms)) {
         ctx.addIssue({ code: 'custom', message: 'must be whole epoch milliseconds or a valid ISO 8601 date' });
         return z.NEVER;
@@ -164,6 +183,7 @@ export function validationError(error: z.ZodError): ProtocolError {
     });
   }
   if (field === '') return new ProtocolError('E_VALIDATION', issue.message);
+  // Parsed with reportInput, so only an absent (or undefined) value has no input.
   const message = issue.code === 'invalid_type' && issue.input === undefined ? 'is required' : issue.message;
   return new ProtocolError('E_VALIDATION', `${field}: ${message}`, { field });
 }
@@ -183,19 +203,35 @@ export function recordValidator(limits: ProtocolLimits = DEFAULT_LIMITS, now: ()
   const patch = z
     .object(patchShape, { error: 'patch must be a map' })
     .strict()
-    .refine((value) => Object.keys(value).length > 0, 'patch must change at least one field');
+    .refine((value) => Object.values(value).some((field) => field !== undefined), 'patch must change at least one field');
   return {
     validate(input) {
-      const result = record.safeParse(input);
+      const hostileKey = protoKeyIn(input);
+      if (hostileKey) return { ok: false, error: new ProtocolError('E_VALIDATION', `${hostileKey}: reserved key`, { field: hostileKey }) };
+      const result = record.safeParse(input, { reportInput: true });
       if (!result.success) return { ok: false, error: validationError(result.error) };
       return { ok: true, value: stripUndefined(result.data) as UsageRecord };
     },
     validatePatch(input) {
-      const result = patch.safeParse(input);
+      const hostileKey = protoKeyIn(input);
+      if (hostileKey) return { ok: false, error: new ProtocolError('E_VALIDATION', `${hostileKey}: reserved key`, { field: hostileKey }) };
+      const result = patch.safeParse(input, { reportInput: true });
       if (!result.success) return { ok: false, error: validationError(result.error) };
       return { ok: true, value: stripUndefined(result.data) as Partial<UsageRecord> };
     },
   };
+}
+
+/** Keys that would reach an object's prototype: refused by name rather than dropped silently. */
+const PROTO_KEYS = ['__proto__', 'constructor', 'prototype'];
+
+function protoKeyIn(input: unknown): string | undefined {
+  if (input === null || typeof input !== 'object') return undefined;
+  for (const key of PROTO_KEYS) if (Object.hasOwn(input, key)) return key;
+  const metadata = (input as { metadata?: unknown }).metadata;
+  if (metadata === null || typeof metadata !== 'object') return undefined;
+  for (const key of PROTO_KEYS) if (Object.hasOwn(metadata, key)) return `metadata.${key}`;
+  return undefined;
 }
 
 function stripUndefined<T extends object>(value: T): T {

@@ -4,7 +4,7 @@
 import { z } from 'zod';
 import { ProtocolError } from './errors.js';
 import { DEFAULT_LIMITS, type ProtocolLimits } from './limits.js';
-import { isCleanText, timestampSchema, validationError, type RecordValidator, type UsageRecord, type Validation } from './record.js';
+import { isCleanText, RECORD_STATUSES, timestampSchema, validationError, type RecordValidator, type UsageRecord, type Validation } from './record.js';
 
 export type IngestItem = { index: number; ok: true; record: UsageRecord } | { index: number; ok: false; id?: string; error: ProtocolError };
 
@@ -57,7 +57,7 @@ export interface RequestSchemas {
   recordUpdate: z.ZodType<{ id: string; user_id: string; expected_version: number; patch: unknown }>;
   queryRecords: z.ZodType<RecordsQuery>;
   queryAggregate: z.ZodType<AggregateQuery>;
-  adminStatus: z.ZodType<{ node_id?: string }>;
+  adminStatus: z.ZodType<Record<string, never>>;
 }
 
 export interface QueryFilters {
@@ -85,7 +85,7 @@ export function requestSchemas(limits: ProtocolLimits = DEFAULT_LIMITS, now: () 
     user_id: id.optional(),
     provider: name.transform((value) => value.toLowerCase()).optional(),
     model: name.optional(),
-    status: name.optional(),
+    status: z.enum(RECORD_STATUSES, { error: `must be one of ${RECORD_STATUSES.join(', ')}` }).optional(),
     from: timestampSchema(now).optional(),
     to: timestampSchema(now).optional(),
   };
@@ -117,12 +117,12 @@ export function requestSchemas(limits: ProtocolLimits = DEFAULT_LIMITS, now: () 
       })
       .strict()
       .refine(fromBeforeTo, { message: 'from must not be after to', path: ['from'] }) as z.ZodType<AggregateQuery>,
-    adminStatus: z.object({ node_id: id.optional() }).strict() as z.ZodType<{ node_id?: string }>,
+    adminStatus: z.object({}).strict() as z.ZodType<Record<string, never>>,
   };
 }
 
 /** Validates a request body against a schema; E_VALIDATION names the field. */
 export function validateRequest<T>(schema: z.ZodType<T>, body: unknown): Validation<T> {
-  const result = schema.safeParse(body);
+  const result = schema.safeParse(body, { reportInput: true });
   return result.success ? { ok: true, value: result.data } : { ok: false, error: validationError(result.error) };
 }

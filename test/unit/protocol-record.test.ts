@@ -204,29 +204,27 @@ t.test('ts strings that are not ISO 8601 dates, or out of range, are refused', a
   for (const text of bad) rejected(t, { ...base, ts: text }, 'ts', JSON.stringify(text));
 });
 
-// BUG: see report. Impossible calendar days roll over into the next month.
-// t.test('ts with an impossible calendar day is refused', async (t) => {
-//   for (const text of ['2024-02-30', '2024-02-30T00:00:00Z', '2024-02-31T00:00:00Z', '2023-02-29T00:00:00Z', '2024-04-31T12:00:00Z']) {
-//     rejected(t, { ...base, ts: text }, 'ts', text);
-//   }
-// });
+t.test('ts with an impossible calendar day is refused', async (t) => {
+  for (const text of ['2024-02-30', '2024-02-30T00:00:00Z', '2024-02-31T00:00:00Z', '2023-02-29T00:00:00Z', '2024-04-31T12:00:00Z']) {
+    rejected(t, { ...base, ts: text }, 'ts', text);
+  }
+});
 
-// BUG: see report. A date-time without an offset is read in the server's local time zone.
-// t.test('ts without an offset does not depend on the server time zone', async (t) => {
-//   const zone = process.env.TZ;
-//   const read = (tz: string) => {
-//     process.env.TZ = tz;
-//     const result = validator.validate({ ...base, ts: '2024-01-01T10:00:00' });
-//     return result.ok ? result.value.ts : result.error.code;
-//   };
-//   try {
-//     t.equal(read('America/New_York'), read('UTC'));
-//     t.equal(read('Asia/Kolkata'), read('UTC'));
-//   } finally {
-//     if (zone === undefined) delete process.env.TZ;
-//     else process.env.TZ = zone;
-//   }
-// });
+t.test('ts without an offset does not depend on the server time zone', async (t) => {
+  const zone = process.env.TZ;
+  const read = (tz: string) => {
+    process.env.TZ = tz;
+    const result = validator.validate({ ...base, ts: '2024-01-01T10:00:00' });
+    return result.ok ? result.value.ts : result.error.code;
+  };
+  try {
+    t.equal(read('America/New_York'), read('UTC'));
+    t.equal(read('Asia/Kolkata'), read('UTC'));
+  } finally {
+    if (zone === undefined) delete process.env.TZ;
+    else process.env.TZ = zone;
+  }
+});
 
 const textFields: [key: string, lengthMax: number][] = [
   ['id', DEFAULT_LIMITS.idLengthMax],
@@ -359,10 +357,9 @@ t.test('__proto__ and constructor keys do not pollute Object.prototype', async (
   t.equal(({} as { isAdmin?: unknown }).isAdmin, undefined);
 });
 
-// BUG: see report. A `__proto__` metadata key is silently dropped instead of refused.
-// t.test('a __proto__ metadata key is refused, not silently dropped', async (t) => {
-//   rejected(t, { ...base, metadata: JSON.parse('{"__proto__":"x","a":1}') }, 'metadata.__proto__');
-// });
+t.test('a __proto__ metadata key is refused, not silently dropped', async (t) => {
+  rejected(t, { ...base, metadata: JSON.parse('{"__proto__":"x","a":1}') }, 'metadata.__proto__');
+});
 
 t.test('validation does not change the caller object', async (t) => {
   const input = { ...base, metadata: { a: 1 } };
@@ -387,16 +384,15 @@ t.test('the clock decides the future bound', async (t) => {
   t.ok(later.validate({ ...base, ts }).ok, 'fine for a clock five days later');
 });
 
-// BUG: see report. A value of the wrong type is reported as missing ("is required").
-// t.test('a present value of the wrong type is not reported as missing', async (t) => {
-//   for (const [key, value] of [['input_tokens', '1200'], ['input_tokens', 1.5], ['id', 42], ['cost_usd', '1'], ['metadata', null]] as const) {
-//     const result = validator.validate({ ...base, [key]: value });
-//     t.notOk(result.ok);
-//     if (!result.ok) t.notMatch(result.error.message, /required/, `${key} = ${JSON.stringify(value)}: ${result.error.message}`);
-//   }
-//   const missing = validator.validate(without('input_tokens'));
-//   t.match(missing.ok ? '' : missing.error.message, /required/, 'a missing field still says required');
-// });
+t.test('a present value of the wrong type is not reported as missing', async (t) => {
+  for (const [key, value] of [['input_tokens', '1200'], ['input_tokens', 1.5], ['id', 42], ['cost_usd', '1'], ['metadata', null]] as const) {
+    const result = validator.validate({ ...base, [key]: value });
+    t.notOk(result.ok);
+    if (!result.ok) t.notMatch(result.error.message, /required/, `${key} = ${JSON.stringify(value)}: ${result.error.message}`);
+  }
+  const missing = validator.validate(without('input_tokens'));
+  t.match(missing.ok ? '' : missing.error.message, /required/, 'a missing field still says required');
+});
 
 t.test('patch: the patchable fields, validated like the record', async (t) => {
   const patch = {
@@ -444,9 +440,7 @@ t.test('patch: refusals', async (t) => {
   refused({ cost_usd: null }, 'cost_usd', 'null (a patch cannot remove a field)');
 });
 
-// BUG: see report. An explicitly undefined value (msgpackr can encode one) passes
-// the non-empty check and yields an empty patch.
-// t.test('patch: a patch of only undefined values is empty', async (t) => {
-//   const result = validator.validatePatch({ cost_usd: undefined });
-//   t.notOk(result.ok);
-// });
+t.test('patch: a patch of only undefined values is empty', async (t) => {
+  const result = validator.validatePatch({ cost_usd: undefined });
+  t.notOk(result.ok);
+});
