@@ -50,7 +50,10 @@ async function start(options: { config?: string }): Promise<void> {
     process.stderr.write(`usage-tracker: ${signal} received; stopping the actor tree in order\n`);
     clearInterval(keepAlive);
     node.stop().then(
-      () => process.exit(0),
+      () => {
+        process.stderr.write('usage-tracker: node stopped\n');
+        process.exit(0);
+      },
       (error: unknown) => {
         process.stderr.write(`usage-tracker: stop failed: ${(error as Error).message}\n`);
         process.exit(1);
