@@ -249,6 +249,7 @@ export class Supervisor implements RunningChild {
       const killed = await this.stopWithin(record, running);
       record.running = undefined;
       record.lifecycle.send('STOPPED');
+      this.log.info({ child: record.path, killed }, killed ? 'child killed at its shutdown timeout' : 'child stopped');
       this.onEvent({ type: 'child_stopped', path: record.path, killed });
     }
   }

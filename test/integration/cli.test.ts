@@ -253,8 +253,13 @@ t.test('SIGTERM stops a started node in order and it exits 0', async (t) => {
   const result = await node.exit;
   t.equal(result.signal, null, 'it exits by itself, not by the signal');
   t.equal(result.code, 0);
-  t.same(lines(result.stderr).slice(1), ['usage-tracker: SIGTERM received; stopping the actor tree in order']);
+  t.same(lines(result.stderr).slice(1), ['usage-tracker: SIGTERM received; stopping the actor tree in order', 'usage-tracker: node stopped']);
   t.notMatch(result.stderr, STACK_FRAME);
+  const stopped = lines(result.stdout)
+    .map((line) => JSON.parse(line) as { msg?: string; child?: string })
+    .filter((entry) => entry.msg === 'child stopped')
+    .map((entry) => entry.child);
+  t.same(stopped, ['api', 'maintenance', 'sync', 'shards'].map((child) => `${id}/${child}`), 'the log shows the children stopped in reverse start order');
 
   const after = await run(['status', '--node', id, '--timeout', '500']);
   t.equal(after.code, 1, 'it no longer answers');
