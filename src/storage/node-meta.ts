@@ -1,0 +1,66 @@
+// node.json: what a data directory belongs to. The shard count is fixed when
+// the directory is created; a node configured with another count refuses to
+// start on it rather than misplace every record.
+
+import { join } from 'node:path';
+import type { FileSystem } from '../ports/fs.js';
+import { writeFileAtomic } from './atomic.js';
+import { STORAGE_FORMAT_VERSION } from './manifest.js';
+
+export interface NodeMeta {
+  node_id: string;
+  cluster_id: string;
+  shards: number;
+  format_version: number;
+  created_at: string;
+}
+
+export class DataDirError extends Error {
+  override readonly name = 'DataDirError';
+}
+
+export async function openDataDir(fs: FileSystem, dataDir: string, wanted: Omit<NodeMeta, 'format_version' | 'created_at'>, now: number): Promise<NodeMeta> {
+  await fs.mkdir(dataDir);
+  const path = join(dataDir, 'node.json');
+  if (!(await fs.exists(path))) {
+    const meta: NodeMeta = { ...wanted, format_version: STORAGE_FORMAT_VERSION, created_at: new Date(now).toISOString() };
+    await writeFileAtomic(fs, path, new TextEncoder().encode(JSON.stringify(meta, null, 1)));
+    return meta;
+  }
+  let meta: NodeMeta;
+  try {
+    meta = JSON.parse(new TextDecoder().decode(await fs.readFile(path))) as NodeMeta;
+  } catch (error) {
+    throw new DataDirError(`${path} is not valid JSON (${(error as Error).message}); restore it from a backup`, { cause: error });
+  }
+  if (meta.shards !== wanted.shards) {
+    throw new DataDirError(
+      `${dataDir} was created with ${meta.shards} shards but cluster.shards is ${wanted.shards}; ` +
+        `the shard count is fixed when the data directory is created (set cluster.shards: ${meta.shards}, or use another data_dir)`,
+    );
+  }
+  if (meta.cluster_id !== wanted.cluster_id) {
+    throw new DataDirError(`${dataDir} belongs to cluster ${meta.cluster_id}, not ${wanted.cluster_id}`);
+  }
+  if (meta.format_version !== STORAGE_FORMAT_VERSION) {
+    throw new DataDirError(`${dataDir} has storage format ${meta.format_version}; this release reads ${STORAGE_FORMAT_VERSION}`);
+  }
+  return meta;
+}
+
+/** Stable shard of a user: FNV-1a (32 bit) of the UTF-8 bytes of user_id, modulo the shard count. */
+export function shardOf(userId: string, shards: number): number {
+  let hash = 0x811c9dc5;
+  for (let i = 0; i < userId.length; i++) {
+    const code = userId.charCodeAt(i);
+    if (code >= 0x80) return fnvBytes(Buffer.from(userId, 'utf8')) % shards;
+    hash = Math.imul(hash ^ code, 0x01000193) >>> 0;
+  }
+  return hash % shards;
+}
+
+function fnvBytes(bytes: Uint8Array): number {
+  let hash = 0x811c9dc5;
+  for (const byte of bytes) hash = Math.imul(hash ^ byte, 0x01000193) >>> 0;
+  return hash;
+}

@@ -1,0 +1,92 @@
+// Sealed partition files: immutable JSON lines of stored records, gzip
+// compressed (node:zlib), named `<day>_<n>.json.gz`, recorded with their
+// SHA-256 in the shard manifest. A file whose bytes do not match its
+// checksum is never decoded, let alone served.
+
+import { createHash } from 'node:crypto';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { gunzip as gunzipCallback, gzip as gzipCallback } from 'node:zlib';
+import type { StoredRecord } from '../../protocols/record.js';
+import type { FileSystem } from '../ports/fs.js';
+import { writeFileAtomic } from './atomic.js';
+
+const gzip = promisify(gzipCallback);
+const gunzip = promisify(gunzipCallback);
+
+export interface PartitionEntry {
+  name: string;
+  day: string;
+  records: number;
+  bytes: number;
+  sha256: string;
+  min_seq: number;
+  max_seq: number;
+  min_ts: number;
+  max_ts: number;
+}
+
+export class PartitionCorrupt extends Error {
+  override readonly name = 'PartitionCorrupt';
+}
+
+export function sha256(bytes: Uint8Array): string {
+  return createHash('sha256').update(bytes).digest('hex');
+}
+
+export function partitionName(day: string, n: number): string {
+  return `${day}_${String(n).padStart(4, '0')}.json.gz`;
+}
+
+/** Writes one sealed partition durably; returns its manifest entry. */
+export async function writePartition(
+  fs: FileSystem,
+  dir: string,
+  name: string,
+  day: string,
+  records: readonly StoredRecord[],
+  seqOf: (record: StoredRecord) => number,
+): Promise<PartitionEntry> {
+  const text = records.map((record) => JSON.stringify(record)).join('\n') + '\n';
+  const bytes = new Uint8Array(await gzip(text, { level: 6 }));
+  await writeFileAtomic(fs, join(dir, name), bytes);
+  let minSeq = Infinity;
+  let maxSeq = -Infinity;
+  let minTs = Infinity;
+  let maxTs = -Infinity;
+  for (const record of records) {
+    const seq = seqOf(record);
+    minSeq = Math.min(minSeq, seq);
+    maxSeq = Math.max(maxSeq, seq);
+    minTs = Math.min(minTs, record.ts);
+    maxTs = Math.max(maxTs, record.ts);
+  }
+  return { name, day, records: records.length, bytes: bytes.byteLength, sha256: sha256(bytes), min_seq: minSeq, max_seq: maxSeq, min_ts: minTs, max_ts: maxTs };
+}
+
+/** Reads and verifies a sealed partition. Throws PartitionCorrupt on a checksum, gzip or JSON failure. */
+export async function readPartition(fs: FileSystem, dir: string, entry: PartitionEntry): Promise<StoredRecord[]> {
+  let bytes: Uint8Array;
+  try {
+    bytes = await fs.readFile(join(dir, entry.name));
+  } catch (error) {
+    throw new PartitionCorrupt(`${entry.name}: cannot be read (${(error as NodeJS.ErrnoException).code ?? String(error)})`, { cause: error });
+  }
+  if (bytes.byteLength !== entry.bytes || sha256(bytes) !== entry.sha256) {
+    throw new PartitionCorrupt(`${entry.name}: SHA-256 does not match the manifest (${bytes.byteLength} bytes, expected ${entry.bytes})`);
+  }
+  let text: string;
+  try {
+    text = (await gunzip(bytes)).toString('utf8');
+  } catch (error) {
+    throw new PartitionCorrupt(`${entry.name}: not valid gzip`, { cause: error });
+  }
+  const lines = text.split('\n');
+  if (lines.at(-1) === '') lines.pop();
+  if (lines.length !== entry.records) throw new PartitionCorrupt(`${entry.name}: ${lines.length} records, manifest says ${entry.records}`);
+  try {
+    return lines.map((line) => JSON.parse(line) as StoredRecord);
+  } catch (error) {
+    throw new PartitionCorrupt(`${entry.name}: a line is not valid JSON`, { cause: error });
+  }
+}

@@ -1,0 +1,305 @@
+// The state of one shard, owned by exactly one PartitionActor: the unsealed
+// records in memory (the memtable) backed by the WAL, the sealed partition
+// files listed in the manifest, and the indices over both (id to location
+// and version; user to files). Writes are applied in memory and appended to
+// the WAL; the caller acknowledges them only when `durable` resolves.
+// Reads see only durable data. See docs/durability.md.
+
+import { join } from 'node:path';
+import { LRUCache } from 'lru-cache';
+import { ProtocolError } from '../../protocols/errors.js';
+import type { StoredRecord, UsageRecord } from '../../protocols/record.js';
+import type { QueryFilters } from '../../protocols/requests.js';
+import type { Logger } from '../log.js';
+import type { FileSystem } from '../ports/fs.js';
+import { readManifest, writeManifest, type ShardManifest } from './manifest.js';
+import { partitionName, readPartition, writePartition, type PartitionEntry } from './partition-file.js';
+import { recoverShard } from './recover.js';
+import { encodeFrame, segmentName, WalWriter } from './wal.js';
+
+export interface ShardOptions {
+  dir: string;
+  shard: number;
+  fs: FileSystem;
+  fsync: boolean;
+  log: Logger;
+  /** Seal when this many records are unsealed. */
+  memtableRecordsMax: number;
+  /** Bound of the decoded-partition cache, in bytes (estimated). */
+  cacheBytesMax: number;
+}
+
+export type NewRecord = Omit<StoredRecord, 'version' | 'shard'>;
+export type WriteResult = { status: 'stored'; version: number } | { status: 'duplicate'; version: number };
+export type Health = { state: 'serving' } | { state: 'corrupt'; reason: string };
+
+/** Where the current version of a record is: slot 0 is the memtable, slot n is file n-1. */
+const SLOTS = 2 ** 21;
+export const pack = (version: number, slot: number) => version * SLOTS + slot;
+const versionOf = (location: number) => Math.floor(location / SLOTS);
+const slotOf = (location: number) => location % SLOTS;
+
+export const dayOf = (ts: number) => new Date(ts).toISOString().slice(0, 10);
+
+export class ShardStore {
+  readonly memtable = new Map<string, StoredRecord>();
+  readonly memSeq = new Map<string, number>();
+  readonly index = new Map<string, number>();
+  readonly userFiles = new Map<string, Set<number>>();
+  manifest: ShardManifest;
+  nextSeq: number;
+  health: Health;
+  private writer: WalWriter | undefined;
+  private readonly cache: LRUCache<string, Map<string, StoredRecord>>;
+
+  private constructor(
+    readonly options: ShardOptions,
+    manifest: ShardManifest,
+  ) {
+    this.manifest = manifest;
+    this.nextSeq = manifest.sealed_seq + 1;
+    this.health = { state: 'serving' };
+    this.cache = new LRUCache({ maxSize: options.cacheBytesMax, sizeCalculation: (value) => Math.max(1, value.size * 600) });
+  }
+
+  get walDir(): string {
+    return join(this.options.dir, 'wal');
+  }
+
+  get partitionDir(): string {
+    return join(this.options.dir, 'partitions');
+  }
+
+  get durableSeq(): number {
+    return this.writer?.durableSeq ?? this.nextSeq - 1;
+  }
+
+  /** Opens a shard directory, recovering from sealed files plus the WAL tail. Never throws for damage: health says. */
+  static async open(options: ShardOptions): Promise<ShardStore> {
+    const { fs, dir } = options;
+    await fs.mkdir(join(dir, 'wal'));
+    await fs.mkdir(join(dir, 'partitions'));
+    const store = new ShardStore(options, await readManifest(fs, dir, options.shard));
+    const recovered = await recoverShard(store);
+    if (recovered.corrupt) {
+      store.health = { state: 'corrupt', reason: recovered.corrupt };
+      options.log.error({ shard: options.shard, reason: recovered.corrupt }, 'shard refuses to serve: corruption found; restore it from a backup');
+      return store;
+    }
+    store.writer = await WalWriter.open(fs, join(store.walDir, recovered.segment ?? segmentName(store.nextSeq)), options.fsync, store.nextSeq - 1);
+    options.log.info({ shard: options.shard, files: store.manifest.files.length, unsealed: store.memtable.size, torn_bytes: recovered.tornBytes }, 'shard open');
+    return store;
+  }
+
+  private requireServing(): WalWriter {
+    if (this.writer?.failure) throw this.writer.failure;
+    if (this.health.state !== 'serving' || !this.writer) {
+      const reason = this.health.state === 'corrupt' ? this.health.reason : 'not open';
+      throw new ProtocolError('E_UNAVAILABLE', `shard ${this.options.shard} refuses to serve: ${reason}`);
+    }
+    return this.writer;
+  }
+
+  /** Applies new records in memory and to the WAL. Acknowledge only when `durable` resolves. */
+  write(records: readonly NewRecord[]): { results: WriteResult[]; durable: Promise<void> } {
+    const writer = this.requireServing();
+    const frames: Uint8Array[] = [];
+    const results: WriteResult[] = [];
+    let waitSeq = 0;
+    for (const record of records) {
+      const location = this.index.get(record.id);
+      if (location !== undefined) {
+        results.push({ status: 'duplicate', version: versionOf(location) });
+        if (slotOf(location) === 0) waitSeq = Math.max(waitSeq, this.memSeq.get(record.id) ?? 0);
+        continue;
+      }
+      const seq = this.nextSeq++;
+      const stored = { ...record, version: 1, shard: this.options.shard } as StoredRecord;
+      frames.push(encodeFrame({ seq, op: 'put', record: stored }));
+      this.putMem(stored, seq);
+      results.push({ status: 'stored', version: 1 });
+      waitSeq = seq;
+    }
+    const durable = frames.length > 0 ? writer.append(frames, this.nextSeq - 1) : writer.whenDurable(waitSeq);
+    return { results, durable };
+  }
+
+  private putMem(record: StoredRecord, seq: number): void {
+    this.memtable.set(record.id, record);
+    this.memSeq.set(record.id, seq);
+    this.index.set(record.id, pack(record.version, 0));
+  }
+
+  /** The current version of a record, if durable and owned by `userId`. */
+  async get(id: string, userId: string): Promise<StoredRecord | undefined> {
+    const writer = this.requireServing();
+    const location = this.index.get(id);
+    if (location === undefined) return undefined;
+    let record: StoredRecord | undefined;
+    if (slotOf(location) === 0) {
+      await writer.whenDurable(this.memSeq.get(id) ?? 0);
+      record = this.memtable.get(id);
+    } else {
+      record = (await this.loadFile(slotOf(location) - 1)).get(id);
+    }
+    return record && record.user_id === userId && record.version === versionOf(location) ? record : undefined;
+  }
+
+  /**
+   * Optimistic update: applies `patch` if the current version is `expectedVersion`.
+   * Runs inside the actor, one message at a time, so exactly one update wins per version.
+   */
+  async update(id: string, userId: string, expectedVersion: number, patch: Partial<UsageRecord>): Promise<{ record: StoredRecord; durable: Promise<void> }> {
+    const current = await this.get(id, userId);
+    if (!current) throw new ProtocolError('E_NOT_FOUND', `no record ${id} for user ${userId}`);
+    // Re-read after the await: another update may have landed meanwhile.
+    const currentVersion = versionOf(this.index.get(id) ?? 0);
+    if (currentVersion !== expectedVersion) {
+      throw new ProtocolError('E_CONFLICT', `record ${id} is at version ${currentVersion}, not ${expectedVersion}`, {
+        details: { current_version: currentVersion },
+      });
+    }
+    const writer = this.requireServing();
+    const next = { ...current, ...patch, version: current.version + 1 } as StoredRecord;
+    if (patch.cost_usd !== undefined) next.cost_source = 'client';
+    const seq = this.nextSeq++;
+    const durable = writer.append([encodeFrame({ seq, op: 'put', record: next })], seq);
+    this.putMem(next, seq);
+    return { record: next, durable };
+  }
+
+  /** Every current, durable record matching the filters, in no particular order. */
+  async *scan(filters: QueryFilters): AsyncGenerator<StoredRecord> {
+    this.requireServing();
+    const durable = this.durableSeq;
+    for (const record of this.memtable.values()) {
+      if ((this.memSeq.get(record.id) ?? Infinity) <= durable && matchesFilters(record, filters)) yield record;
+    }
+    for (const fileIndex of this.candidateFiles(filters)) {
+      const slot = fileIndex + 1;
+      for (const record of (await this.loadFile(fileIndex)).values()) {
+        const location = this.index.get(record.id);
+        if (location === undefined || slotOf(location) !== slot || versionOf(location) !== record.version) continue;
+        if (matchesFilters(record, filters)) yield record;
+      }
+    }
+  }
+
+  private candidateFiles(filters: QueryFilters): number[] {
+    const files = this.manifest.files;
+    const pool = filters.user_id !== undefined ? [...(this.userFiles.get(filters.user_id) ?? [])] : files.map((_, index) => index);
+    return pool.filter((index) => {
+      const file = files[index]!;
+      return (filters.from === undefined || file.max_ts >= filters.from) && (filters.to === undefined || file.min_ts < filters.to);
+    });
+  }
+
+  private async loadFile(fileIndex: number): Promise<Map<string, StoredRecord>> {
+    const entry = this.manifest.files[fileIndex];
+    if (!entry) throw new Error(`shard ${this.options.shard}: no sealed file ${fileIndex}`);
+    const cached = this.cache.get(entry.name);
+    if (cached) return cached;
+    let records: StoredRecord[];
+    try {
+      records = await readPartition(this.options.fs, this.partitionDir, entry);
+    } catch (error) {
+      this.health = { state: 'corrupt', reason: (error as Error).message };
+      this.options.log.error({ err: error, shard: this.options.shard }, 'sealed file failed verification; the shard refuses to serve');
+      throw new ProtocolError('E_UNAVAILABLE', `shard ${this.options.shard} refuses to serve: ${(error as Error).message}`);
+    }
+    const byId = new Map(records.map((record) => [record.id, record]));
+    this.cache.set(entry.name, byId);
+    return byId;
+  }
+
+  /** Indexes a sealed file's records (at open and after sealing). */
+  indexFile(fileIndex: number, records: Iterable<StoredRecord>): void {
+    const slot = fileIndex + 1;
+    for (const record of records) {
+      const location = this.index.get(record.id);
+      if (location === undefined || versionOf(location) <= record.version) this.index.set(record.id, pack(record.version, slot));
+      let files = this.userFiles.get(record.user_id);
+      if (!files) this.userFiles.set(record.user_id, (files = new Set()));
+      files.add(fileIndex);
+    }
+  }
+
+  /**
+   * Seals every unsealed record into partition files (one per UTC day), then
+   * records them and the new sealed_seq in the manifest, then starts a new
+   * WAL segment and deletes the old ones. A crash at any point leaves either
+   * the old manifest (the WAL still holds everything) or the new one.
+   */
+  async seal(): Promise<{ files: number; records: number }> {
+    const writer = this.requireServing();
+    if (this.memtable.size === 0) return { files: 0, records: 0 };
+    const sealedSeq = this.nextSeq - 1;
+    await writer.whenDurable(sealedSeq);
+    const byDay = new Map<string, StoredRecord[]>();
+    for (const record of this.memtable.values()) {
+      const day = dayOf(record.ts);
+      const list = byDay.get(day);
+      if (list) list.push(record);
+      else byDay.set(day, [record]);
+    }
+    const entries: PartitionEntry[] = [];
+    for (const [day, records] of [...byDay].sort(([a], [b]) => a.localeCompare(b))) {
+      const n = this.manifest.files.filter((file) => file.day === day).length + 1;
+      entries.push(await writePartition(this.options.fs, this.partitionDir, partitionName(day, n), day, records, (record) => this.memSeq.get(record.id) ?? 0));
+    }
+    const manifest: ShardManifest = { ...this.manifest, sealed_seq: sealedSeq, files: [...this.manifest.files, ...entries] };
+    await writeManifest(this.options.fs, this.options.dir, manifest);
+    const firstNew = this.manifest.files.length;
+    this.manifest = manifest;
+    entries.forEach((entry, offset) => this.indexFile(firstNew + offset, byDay.get(entry.day)!));
+    const sealedRecords = this.memtable.size;
+    this.memtable.clear();
+    this.memSeq.clear();
+    await this.rollWal();
+    return { files: entries.length, records: sealedRecords };
+  }
+
+  private async rollWal(): Promise<void> {
+    const { fs } = this.options;
+    const old = this.writer;
+    const name = segmentName(this.nextSeq);
+    this.writer = await WalWriter.open(fs, join(this.walDir, name), this.options.fsync, this.nextSeq - 1);
+    await old?.close();
+    for (const segment of await fs.readdir(this.walDir)) {
+      if (segment !== name && segment.endsWith('.log')) await fs.unlink(join(this.walDir, segment));
+    }
+    await fs.syncDir(this.walDir);
+  }
+
+  needsSeal(): boolean {
+    return this.memtable.size >= this.options.memtableRecordsMax;
+  }
+
+  async close(): Promise<void> {
+    await this.writer?.close();
+    this.writer = undefined;
+  }
+
+  status(): Record<string, unknown> {
+    return {
+      health: this.health.state,
+      ...(this.health.state === 'corrupt' ? { reason: this.health.reason } : {}),
+      records: this.index.size,
+      unsealed: this.memtable.size,
+      sealed_files: this.manifest.files.length,
+      next_seq: this.nextSeq,
+      durable_seq: this.durableSeq,
+    };
+  }
+}
+
+export function matchesFilters(record: StoredRecord, filters: QueryFilters): boolean {
+  return (
+    (filters.user_id === undefined || record.user_id === filters.user_id) &&
+    (filters.provider === undefined || record.provider === filters.provider) &&
+    (filters.model === undefined || record.model === filters.model) &&
+    (filters.status === undefined || record.status === filters.status) &&
+    (filters.from === undefined || record.ts >= filters.from) &&
+    (filters.to === undefined || record.ts < filters.to)
+  );
+}

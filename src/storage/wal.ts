@@ -1,0 +1,218 @@
+// The write-ahead log of a shard: segments of framed entries, appended with
+// group commit and made durable with fdatasync before anything is
+// acknowledged. Format (docs/durability.md):
+//
+//   frame   = length (u32 LE) | crc32 of payload (u32 LE) | payload
+//   payload = msgpack map {seq, op, record}
+//
+// Reading a segment stops at the first bad frame. A bad frame that is the
+// last thing in the file (it runs past the end, or ends exactly at it, or
+// only zeros follow) is a torn tail: the writer died mid-write, nothing in
+// it was acknowledged, and it is dropped. A bad frame followed by more data
+// is corruption: the shard must not serve.
+
+import { crc32 } from 'node:zlib';
+import { Packr } from 'msgpackr';
+import type { StoredRecord } from '../../protocols/record.js';
+import type { FileHandlePort, FileSystem } from '../ports/fs.js';
+
+export const FRAME_HEADER_BYTES = 8;
+/** A frame larger than this is never written, so reading one means damage. */
+export const FRAME_PAYLOAD_MAX = 4 * 1024 * 1024;
+
+export interface WalEntry {
+  seq: number;
+  op: 'put';
+  record: StoredRecord;
+}
+
+const packr = new Packr({ useRecords: false, mapsAsObjects: true, int64AsType: 'number' });
+
+export function encodeFrame(entry: WalEntry): Uint8Array {
+  const payload = packr.pack(entry);
+  if (payload.byteLength > FRAME_PAYLOAD_MAX) throw new RangeError(`WAL entry of ${payload.byteLength} bytes exceeds ${FRAME_PAYLOAD_MAX}`);
+  const frame = new Uint8Array(FRAME_HEADER_BYTES + payload.byteLength);
+  const view = new DataView(frame.buffer);
+  view.setUint32(0, payload.byteLength, true);
+  view.setUint32(4, crc32(payload), true);
+  frame.set(payload, FRAME_HEADER_BYTES);
+  return frame;
+}
+
+export type TailState = { kind: 'clean' } | { kind: 'torn'; droppedBytes: number } | { kind: 'corrupt'; offset: number; reason: string };
+
+export interface SegmentScan {
+  entries: WalEntry[];
+  /** Bytes of whole, valid frames from the start. */
+  validBytes: number;
+  tail: TailState;
+}
+
+function onlyZeros(bytes: Uint8Array, from: number): boolean {
+  for (let i = from; i < bytes.length; i++) if (bytes[i] !== 0) return false;
+  return true;
+}
+
+export function scanSegment(bytes: Uint8Array): SegmentScan {
+  const entries: WalEntry[] = [];
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  let offset = 0;
+  while (offset < bytes.length) {
+    const bad = (reason: string, frameEnd: number): SegmentScan => {
+      const torn = frameEnd >= bytes.length || onlyZeros(bytes, offset);
+      return {
+        entries,
+        validBytes: offset,
+        tail: torn ? { kind: 'torn', droppedBytes: bytes.length - offset } : { kind: 'corrupt', offset, reason },
+      };
+    };
+    if (bytes.length - offset < FRAME_HEADER_BYTES) return bad('partial frame header', bytes.length);
+    const length = view.getUint32(offset, true);
+    const frameEnd = offset + FRAME_HEADER_BYTES + length;
+    if (length === 0 || length > FRAME_PAYLOAD_MAX) return bad(`impossible frame length ${length}`, frameEnd);
+    if (frameEnd > bytes.length) return bad('frame runs past the end of the segment', frameEnd);
+    const payload = bytes.subarray(offset + FRAME_HEADER_BYTES, frameEnd);
+    if (crc32(payload) !== view.getUint32(offset + 4, true)) return bad('checksum mismatch', frameEnd);
+    let entry: WalEntry;
+    try {
+      entry = packr.unpack(payload) as WalEntry;
+    } catch (error) {
+      return bad(`undecodable entry: ${(error as Error).message}`, frameEnd);
+    }
+    if (!entry || typeof entry.seq !== 'number' || entry.op !== 'put' || !entry.record) return bad('malformed entry', frameEnd);
+    entries.push(entry);
+    offset = frameEnd;
+  }
+  return { entries, validBytes: offset, tail: { kind: 'clean' } };
+}
+
+export function segmentName(firstSeq: number): string {
+  return `${String(firstSeq).padStart(16, '0')}.log`;
+}
+
+export function segmentFirstSeq(name: string): number | undefined {
+  const match = /^(\d{16})\.log$/.exec(name);
+  return match ? Number(match[1]) : undefined;
+}
+
+/** A failed write or fsync: the log can no longer promise anything and the shard must restart. */
+export class WalFailure extends Error {
+  override readonly name = 'WalFailure';
+  readonly code: string | undefined;
+  constructor(message: string, cause: unknown) {
+    super(message, { cause });
+    this.code = (cause as { code?: string })?.code;
+  }
+}
+
+interface Waiter {
+  seq: number;
+  resolve: () => void;
+  reject: (error: unknown) => void;
+}
+
+/**
+ * Appends frames to one open segment. Frames appended while a flush is in
+ * progress wait for the next one, which writes them all with one write and
+ * one fdatasync (group commit). After any failure the writer is broken:
+ * every waiter and every later append is rejected, and the shard restarts
+ * from what is on disk. A failed fsync is never retried.
+ */
+export class WalWriter {
+  private buffered: Uint8Array[] = [];
+  private bufferedBytes = 0;
+  private bufferedSeq = 0;
+  private waiters: Waiter[] = [];
+  private flushing = false;
+  private broken: WalFailure | undefined;
+  durableSeq: number;
+  bytes: number;
+
+  constructor(
+    private readonly handle: FileHandlePort,
+    readonly path: string,
+    private readonly fsync: boolean,
+    durableSeq: number,
+    bytes: number,
+  ) {
+    this.durableSeq = durableSeq;
+    this.bytes = bytes;
+  }
+
+  static async open(fs: FileSystem, path: string, fsync: boolean, durableSeq: number): Promise<WalWriter> {
+    const handle = await fs.open(path, 'append');
+    return new WalWriter(handle, path, fsync, durableSeq, await handle.size());
+  }
+
+  get failure(): WalFailure | undefined {
+    return this.broken;
+  }
+
+  /** Queues frames whose highest seq is `seq`; the promise settles when they are durable. */
+  append(frames: Uint8Array[], seq: number): Promise<void> {
+    if (this.broken) return Promise.reject(this.broken);
+    for (const frame of frames) {
+      this.buffered.push(frame);
+      this.bufferedBytes += frame.byteLength;
+    }
+    this.bufferedSeq = Math.max(this.bufferedSeq, seq);
+    const durable = this.whenDurable(seq);
+    if (!this.flushing) void this.flush();
+    return durable;
+  }
+
+  whenDurable(seq: number): Promise<void> {
+    if (this.broken) return Promise.reject(this.broken);
+    if (seq <= this.durableSeq) return Promise.resolve();
+    return new Promise<void>((resolve, reject) => this.waiters.push({ seq, resolve, reject }));
+  }
+
+  private async flush(): Promise<void> {
+    this.flushing = true;
+    while (this.buffered.length > 0 && !this.broken) {
+      const chunks = this.buffered;
+      const size = this.bufferedBytes;
+      const seq = this.bufferedSeq;
+      this.buffered = [];
+      this.bufferedBytes = 0;
+      const data = chunks.length === 1 ? chunks[0]! : concat(chunks, size);
+      try {
+        await this.handle.write(data);
+        this.bytes += size;
+        if (this.fsync) await this.handle.datasync();
+      } catch (error) {
+        this.fail(new WalFailure(`WAL ${this.path}: ${(error as Error).message}`, error));
+        break;
+      }
+      this.durableSeq = seq;
+      const ready = this.waiters.filter((waiter) => waiter.seq <= seq);
+      this.waiters = this.waiters.filter((waiter) => waiter.seq > seq);
+      for (const waiter of ready) waiter.resolve();
+    }
+    this.flushing = false;
+  }
+
+  private fail(failure: WalFailure): void {
+    this.broken = failure;
+    this.buffered = [];
+    const waiters = this.waiters;
+    this.waiters = [];
+    for (const waiter of waiters) waiter.reject(failure);
+  }
+
+  /** Waits for everything appended so far, then closes the segment. */
+  async close(): Promise<void> {
+    if (this.bufferedSeq > this.durableSeq && !this.broken) await this.whenDurable(this.bufferedSeq).catch(() => undefined);
+    await this.handle.close().catch(() => undefined);
+  }
+}
+
+function concat(chunks: Uint8Array[], size: number): Uint8Array {
+  const out = new Uint8Array(size);
+  let offset = 0;
+  for (const chunk of chunks) {
+    out.set(chunk, offset);
+    offset += chunk.byteLength;
+  }
+  return out;
+}
