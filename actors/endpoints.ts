@@ -8,12 +8,17 @@ import type { ProtocolLimits } from '../protocols/limits.js';
 import { recordValidator } from '../protocols/record.js';
 import { parseIngest, requestSchemas, validateRequest } from '../protocols/requests.js';
 import type { EndpointHandlers, EndpointReply } from './gateway.js';
+import type { StorageApi } from './storage-api.js';
 
 export interface EndpointDependencies {
   limits: ProtocolLimits;
   now: () => number;
   /** The node's status reply (tree and facts). */
   status: () => Record<string, unknown>;
+  /** Hands a decoded ingest body to an IngestActor; absent when this node runs none. */
+  ingest?: (body: unknown) => Promise<EndpointReply>;
+  /** Reads and updates over the shards; absent when this node has no storage. */
+  storage?: StorageApi;
 }
 
 function unavailable(component: string): ProtocolError {
@@ -30,6 +35,7 @@ export function endpointHandlers(deps: EndpointDependencies): EndpointHandlers {
   };
   return {
     ingest(body) {
+      if (deps.ingest) return deps.ingest(body);
       const items = parseIngest(body, validator, deps.limits);
       const results = items.map((item) => {
         const error = item.ok ? unavailable('shard storage') : item.error;
@@ -39,7 +45,8 @@ export function endpointHandlers(deps: EndpointDependencies): EndpointHandlers {
       return { ok: true, results } satisfies EndpointReply;
     },
     'record.get'(body) {
-      check(schemas.recordGet, body);
+      const request = check(schemas.recordGet, body);
+      if (deps.storage) return deps.storage.get(request.id, request.user_id);
       throw unavailable('shard storage');
     },
     'record.update'(body) {
@@ -49,14 +56,17 @@ export function endpointHandlers(deps: EndpointDependencies): EndpointHandlers {
         const { field } = patch.error;
         throw field ? new ProtocolError('E_VALIDATION', `patch.${patch.error.message}`, { field: `patch.${field}` }) : patch.error;
       }
+      if (deps.storage) return deps.storage.update(request.id, request.user_id, request.expected_version, patch.value);
       throw unavailable('shard storage');
     },
     'query.records'(body) {
-      check(schemas.queryRecords, body);
+      const query = check(schemas.queryRecords, body);
+      if (deps.storage) return deps.storage.records(query);
       throw unavailable('shard storage');
     },
     'query.aggregate'(body) {
-      check(schemas.queryAggregate, body);
+      const query = check(schemas.queryAggregate, body);
+      if (deps.storage) return deps.storage.aggregate(query);
       throw unavailable('shard storage');
     },
     'admin.status'(body) {

@@ -9,6 +9,7 @@ import { decode, encode } from '../protocols/codec.js';
 import { ProtocolError } from '../protocols/errors.js';
 import { subjects } from '../protocols/subjects.js';
 import { ConfigError, loadConfig } from '../src/config/load.js';
+import { PriceTableError } from '../src/pricing/price-table.js';
 import type { Config } from '../src/config/schema.js';
 import { connectNats } from '../src/transport/nats.js';
 import { VERSION } from '../src/version.js';
@@ -140,8 +141,8 @@ async function main(argv: string[]): Promise<void> {
       process.exitCode = error.exitCode;
       return;
     }
-    const message =
-      error instanceof ConfigError ? error.message : error instanceof Error ? error.message.split('\n')[0] : String(error);
+    const whole = error instanceof ConfigError || error instanceof PriceTableError;
+    const message = whole ? (error as Error).message : error instanceof Error ? error.message.split('\n')[0] : String(error);
     process.stderr.write(`usage-tracker: ${message}\n`);
     process.exitCode = 1;
   }

@@ -2,17 +2,29 @@
 //
 //   <node> NodeSupervisor (one_for_one)
 //   ├── shards       ShardSupervisor (one_for_one)
+//   │   └── partition-<k>  PartitionActor, one per shard
+//   ├── ingest       IngestActor pool (one_for_one)
 //   ├── sync         SyncSupervisor (one_for_one)
 //   ├── maintenance  MaintenanceSupervisor (one_for_one)
 //   └── api          ApiActor (the protocol endpoints)
 //
 // Children start in that order and stop in reverse, so the API stops taking
-// requests before anything behind it stops. Actors that are not built yet
-// (ingest pool, partitions, sync, maintenance) are absent, not faked.
+// requests before anything behind it stops, and the shards stop last, after
+// every write in flight is answered. Actors that are not built yet (sync,
+// maintenance) are absent, not faked.
 // Transport: `embedded` always serves in-process; it also serves NATS when a
 // server is reachable. `nats` requires NATS and fails to start without it.
 
-import { Gateway } from '../actors/gateway.js';
+import { existsSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { Gateway, type EndpointReply } from '../actors/gateway.js';
+import { ingestBehavior, type IngestMessage } from '../actors/ingest.js';
+import { partitionBehavior, type PartitionMessage, type PartitionReply } from '../actors/partition.js';
+import { StorageApi } from '../actors/storage-api.js';
+import { nodeFileSystem, type FileSystem } from '../src/ports/fs.js';
+import { loadPriceTable, type PriceTable } from '../src/pricing/price-table.js';
+import { lockDataDir, openDataDir, type DataDirLock } from '../src/storage/node-meta.js';
+import { actorChild } from './worker.js';
 import { ApiActor } from '../actors/api.js';
 import { endpointHandlers } from '../actors/endpoints.js';
 import { DEFAULT_LIMITS, type ProtocolLimits } from '../protocols/limits.js';
@@ -36,6 +48,8 @@ export interface NodeOptions {
   embedded?: EmbeddedTransport;
   /** Called when the tree gives up (the root supervisor exceeded its intensity). */
   onFatal?: (error: unknown) => void;
+  /** The filesystem under the data directory (tests inject faults here). */
+  fs?: FileSystem;
 }
 
 export interface StatusReply {
@@ -60,6 +74,7 @@ export class UsageNode {
     readonly nats: NatsTransport | undefined,
     readonly startedAt: number,
     private readonly ownsEmbedded: boolean,
+    private readonly lock: DataDirLock,
   ) {}
 
   get nodeId(): string {
@@ -91,6 +106,7 @@ export class UsageNode {
       this.system.unlisten();
       await this.nats?.drain().catch(() => undefined);
       if (this.ownsEmbedded) await this.embedded.drain();
+      await this.lock.release();
     })();
     return this.stopping;
   }
@@ -112,7 +128,19 @@ export function supervisionFlags(config: Config): Partial<SupervisorFlags> {
 export async function startNode(config: Config, options: NodeOptions = {}): Promise<UsageNode> {
   const log = options.log ?? createLogger({ level: config.log.level });
   const clock = options.clock ?? systemClock;
-  const nats = await openNats(config, log);
+  const fs = options.fs ?? nodeFileSystem;
+  const dataDir = resolve(config.node.data_dir);
+  await openDataDir(fs, dataDir, { node_id: config.node.id, cluster_id: config.cluster.id, shards: config.cluster.shards }, clock.now());
+  const lock = await lockDataDir(dataDir);
+  let prices: PriceTable | undefined;
+  let nats: NatsTransport | undefined;
+  try {
+    prices = loadPrices(config, log);
+    nats = await openNats(config, log);
+  } catch (error) {
+    await lock.release();
+    throw error;
+  }
   const embedded = options.embedded ?? new EmbeddedTransport();
   const system = new ActorSystem({
     nodeId: config.node.id,
@@ -125,6 +153,44 @@ export async function startNode(config: Config, options: NodeOptions = {}): Prom
   });
   let node: UsageNode | undefined;
   const flags = supervisionFlags(config);
+  const shardCount = config.cluster.shards;
+  const partitionPath = (shard: number) => `${config.node.id}/shards/partition-${shard}`;
+  const partition = (shard: number) => system.ref<PartitionMessage, PartitionReply>(partitionPath(shard));
+  const partitions: ChildSpec[] = Array.from({ length: shardCount }, (_, shard) =>
+    actorChild({
+      id: `partition-${shard}`,
+      mailboxCapacity: config.limits.mailbox_capacity,
+      shutdownMs: config.supervision.shutdown_ms,
+      behavior: (ctx) =>
+        partitionBehavior(
+          {
+            shard,
+            dir: join(dataDir, 'shards', String(shard)),
+            fs,
+            fsync: config.durability.fsync === 'always',
+            memtableRecordsMax: config.storage.memtable_records_max,
+            cacheBytesMax: Math.max(1 << 20, Math.floor(config.storage.cache_bytes_max / shardCount)),
+            sealIntervalMs: config.storage.seal_interval_s * 1000,
+          },
+          ctx,
+        ),
+    }),
+  );
+  const ingestDeps = {
+    limits: limitsOf(config),
+    now: () => clock.now(),
+    shards: shardCount,
+    prices,
+    partition,
+    askTimeoutMs: config.limits.ask_timeout_ms,
+  };
+  const ingestPool: ChildSpec[] = Array.from({ length: config.ingest.pool_size }, (_, index) =>
+    actorChild({ id: `ingest-${index}`, mailboxCapacity: config.limits.mailbox_capacity, behavior: () => ingestBehavior(ingestDeps) }),
+  );
+  const ingestRefs = ingestPool.map((spec) => system.ref<IngestMessage, EndpointReply>(`${config.node.id}/ingest/${spec.id}`));
+  let nextIngest = 0;
+  const ingest = (body: unknown) => ingestRefs[nextIngest++ % ingestRefs.length]!.ask({ body }, { timeoutMs: config.limits.ask_timeout_ms * 2 });
+  const storage = new StorageApi({ shards: shardCount, partition, askTimeoutMs: config.limits.ask_timeout_ms, queryTimeoutMs: config.limits.query_timeout_ms });
   const api: ChildSpec = {
     id: 'api',
     kind: 'worker',
@@ -134,6 +200,8 @@ export async function startNode(config: Config, options: NodeOptions = {}): Prom
         limits: limitsOf(config),
         now: () => clock.now(),
         status: () => ({ ...node!.status() }),
+        ingest,
+        storage,
       });
       const actor = new ApiActor({
         gateway: new Gateway(handlers, limitsOf(config), ctx.log),
@@ -153,7 +221,13 @@ export async function startNode(config: Config, options: NodeOptions = {}): Prom
     path: config.node.id,
     system,
     flags,
-    children: [supervisorChild('shards', [], flags), supervisorChild('sync', [], flags), supervisorChild('maintenance', [], flags), api],
+    children: [
+      supervisorChild('shards', partitions, flags),
+      supervisorChild('ingest', ingestPool, flags),
+      supervisorChild('sync', [], flags),
+      supervisorChild('maintenance', [], flags),
+      api,
+    ],
     onExit: (reason: ExitReason) => {
       if (reason.kind === 'error') {
         log.fatal({ err: reason.error }, 'the node supervisor gave up');
@@ -167,14 +241,25 @@ export async function startNode(config: Config, options: NodeOptions = {}): Prom
   } catch (error) {
     system.unlisten();
     await nats?.drain().catch(() => undefined);
+    await lock.release();
     throw error;
   }
-  node = new UsageNode(config, system, root, embedded, nats, clock.now(), options.embedded === undefined);
+  node = new UsageNode(config, system, root, embedded, nats, clock.now(), options.embedded === undefined, lock);
   log.info(
     { node_id: config.node.id, transport: config.transport.kind, nats: nats ? 'connected' : 'off', subject_prefix: config.transport.subject_prefix },
     'node started',
   );
   return node;
+}
+
+/** The price table, or none (every record without cost_usd is then cost_source unknown). A bad file stops the start. */
+function loadPrices(config: Config, log: Logger): PriceTable | undefined {
+  const path = resolve(config.ingest.price_file);
+  if (!existsSync(path)) {
+    log.warn({ price_file: path }, 'no price file: records sent without cost_usd get cost_source unknown');
+    return undefined;
+  }
+  return loadPriceTable(path);
 }
 
 async function openNats(config: Config, log: Logger): Promise<NatsTransport | undefined> {

@@ -2,12 +2,13 @@
 // mailbox at the child's path and reports its exits to the supervisor.
 
 import type { ActorContext, Behavior } from '../src/kernel/actor.js';
+import type { ActorSystem } from '../src/kernel/system.js';
 import type { ChildSpec, RestartType } from './spec.js';
 
 export interface ActorChildOptions<M, R> {
   id: string;
   /** Builds the behaviour (and its initial state) at every start and restart. */
-  behavior: (ctx: ActorContext) => Behavior<M, R> | Promise<Behavior<M, R>>;
+  behavior: (ctx: ActorContext, system: ActorSystem) => Behavior<M, R> | Promise<Behavior<M, R>>;
   restart?: RestartType;
   shutdownMs?: number | 'infinity';
   mailboxCapacity?: number;
@@ -21,7 +22,7 @@ export function actorChild<M, R>(options: ActorChildOptions<M, R>): ChildSpec {
     kind: 'worker',
     async start(ctx) {
       const actorCtx: ActorContext = { path: ctx.path, log: ctx.log, clock: ctx.system.clock };
-      const behavior = await options.behavior(actorCtx);
+      const behavior = await options.behavior(actorCtx, ctx.system);
       const cell = ctx.system.spawn(ctx.path, behavior, {
         ...(options.mailboxCapacity !== undefined ? { mailboxCapacity: options.mailboxCapacity } : {}),
         onExit: (reason) => ctx.exit(reason),

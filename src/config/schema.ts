@@ -96,6 +96,21 @@ export const configSchema = z
       })
       .strict()
       .prefault({}),
+    storage: z
+      .object({
+        memtable_records_max: positiveInt(10_000_000).default(200_000),
+        seal_interval_s: positiveInt(86_400).default(600),
+        cache_bytes_max: z.number().int().min(1 << 20, 'must be at least 1048576').max(64 * 2 ** 30, 'must be at most 68719476736').default(256 * 2 ** 20),
+      })
+      .strict()
+      .prefault({}),
+    ingest: z
+      .object({
+        pool_size: positiveInt(64).default(2),
+        price_file: z.string().min(1).default('./prices.yml'),
+      })
+      .strict()
+      .prefault({}),
     durability: z
       .object({
         fsync: z.enum(['always', 'never'], { error: "must be 'always' (acknowledge after fdatasync) or 'never'" }).default('always'),
@@ -109,6 +124,7 @@ export const configSchema = z
         batch_records_max: positiveInt(100_000).default(DEFAULT_LIMITS.batchRecordsMax),
         mailbox_capacity: positiveInt(1_000_000).default(4096),
         ask_timeout_ms: positiveInt(600_000).default(5000),
+        query_timeout_ms: positiveInt(600_000).default(5000),
       })
       .strict()
       .prefault({}),

@@ -16,8 +16,37 @@ export interface ActorContext {
   readonly clock: Clock;
 }
 
+/**
+ * An answer that will come later. A behaviour returns `later(promise)` to
+ * let the mailbox move on while the answer settles (a shard waiting for a
+ * group fsync keeps taking writes for the next group). A rejection with a
+ * ProtocolError goes to the asker; any other rejection crashes the actor.
+ */
+export class Later<R> {
+  constructor(readonly promise: Promise<R>) {}
+}
+
+export function later<R>(promise: Promise<R>): Later<R> {
+  return new Later(promise);
+}
+
+/**
+ * A crash that still owes its asker a precise answer: the actor stops (its
+ * supervisor restarts it) and the asker gets `reply` instead of E_INTERNAL.
+ */
+export class CrashWithReply extends Error {
+  override readonly name = 'CrashWithReply';
+  constructor(
+    message: string,
+    readonly reply: ProtocolError,
+    options?: { cause?: unknown },
+  ) {
+    super(message, options);
+  }
+}
+
 export interface Behavior<M = unknown, R = unknown> {
-  receive(message: M, ctx: ActorContext): R | Promise<R>;
+  receive(message: M, ctx: ActorContext): R | Later<R> | Promise<R | Later<R>>;
   /** Runs once when the actor stops normally, after its mailbox is drained. */
   stopped?(ctx: ActorContext): void | Promise<void>;
 }
@@ -96,26 +125,50 @@ export class ActorCell<M = unknown, R = unknown> {
 
   private async drain(): Promise<void> {
     for (let envelope = this.mailbox.shift(); envelope !== undefined; envelope = this.mailbox.shift()) {
-      let answer: R;
+      let answer: R | Later<R>;
       try {
         const result = this.behavior.receive(envelope.message, this.ctx);
         answer = result instanceof Promise ? await result : result;
+        if (answer instanceof Later) {
+          this.settleLater(answer, envelope.pending);
+          this.processed++;
+          if (this.state === 'failed') return;
+          continue;
+        }
       } catch (error) {
         if (error instanceof ProtocolError) {
           envelope.pending?.reject(error);
           this.processed++;
           continue;
         }
-        envelope.pending?.reject(new ProtocolError('E_INTERNAL', `actor ${this.path} crashed while handling this message`, { cause: error }));
+        envelope.pending?.reject(
+          error instanceof CrashWithReply ? error.reply : new ProtocolError('E_INTERNAL', `actor ${this.path} crashed while handling this message`, { cause: error }),
+        );
         this.fail(error);
         return;
       }
       this.processed++;
-      envelope.pending?.resolve(answer);
+      envelope.pending?.resolve(answer as R);
       if (this.state === 'failed') return;
     }
     this.processing = false;
     if (this.state === 'stopping') this.stopWaiter?.();
+  }
+
+  private settleLater(answer: Later<unknown>, pending: PendingAsk<unknown> | undefined): void {
+    answer.promise.then(
+      (value) => pending?.resolve(value),
+      (error: unknown) => {
+        if (error instanceof ProtocolError) {
+          pending?.reject(error);
+          return;
+        }
+        pending?.reject(
+          error instanceof CrashWithReply ? error.reply : new ProtocolError('E_INTERNAL', `actor ${this.path} crashed while handling this message`, { cause: error }),
+        );
+        this.fail(error);
+      },
+    );
   }
 
   /** Crash from outside the message loop (a timer or I/O callback the behaviour owns). */

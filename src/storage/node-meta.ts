@@ -2,6 +2,7 @@
 // the directory is created; a node configured with another count refuses to
 // start on it rather than misplace every record.
 
+import { open as openFile, readFile, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { FileSystem } from '../ports/fs.js';
 import { writeFileAtomic } from './atomic.js';
@@ -63,4 +64,44 @@ function fnvBytes(bytes: Uint8Array): number {
   let hash = 0x811c9dc5;
   for (const byte of bytes) hash = Math.imul(hash ^ byte, 0x01000193) >>> 0;
   return hash;
+}
+
+/** Held while a node runs on a data directory; `release` gives it up. */
+export interface DataDirLock {
+  path: string;
+  release(): Promise<void>;
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/**
+ * One node per data directory: a second writer of the same shards would
+ * corrupt them. The lock file holds the owner's pid; a lock whose process
+ * is gone (a crash, SIGKILL) is taken over.
+ */
+export async function lockDataDir(dataDir: string): Promise<DataDirLock> {
+  const path = join(dataDir, 'LOCK');
+  for (let attempt = 0; attempt < 2; attempt++) {
+    try {
+      const handle = await openFile(path, 'wx');
+      await handle.writeFile(`${process.pid}\n`);
+      await handle.close();
+      return { path, release: () => unlink(path).catch(() => undefined) };
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
+      const owner = Number.parseInt(await readFile(path, 'utf8').catch(() => ''), 10);
+      if (Number.isInteger(owner) && owner !== process.pid && alive(owner)) {
+        throw new DataDirError(`${dataDir} is in use by another usage-tracker process (pid ${owner}); one node per data directory`);
+      }
+      await unlink(path).catch(() => undefined);
+    }
+  }
+  throw new DataDirError(`${dataDir}: cannot take the lock file ${path}`);
 }

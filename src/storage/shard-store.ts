@@ -12,6 +12,7 @@ import type { StoredRecord, UsageRecord } from '../../protocols/record.js';
 import type { QueryFilters } from '../../protocols/requests.js';
 import type { Logger } from '../log.js';
 import type { FileSystem } from '../ports/fs.js';
+import { matches } from '../query/filter.js';
 import { readManifest, writeManifest, type ShardManifest } from './manifest.js';
 import { partitionName, readPartition, writePartition, type PartitionEntry } from './partition-file.js';
 import { recoverShard } from './recover.js';
@@ -173,14 +174,14 @@ export class ShardStore {
     this.requireServing();
     const durable = this.durableSeq;
     for (const record of this.memtable.values()) {
-      if ((this.memSeq.get(record.id) ?? Infinity) <= durable && matchesFilters(record, filters)) yield record;
+      if ((this.memSeq.get(record.id) ?? Infinity) <= durable && matches(record, filters)) yield record;
     }
     for (const fileIndex of this.candidateFiles(filters)) {
       const slot = fileIndex + 1;
       for (const record of (await this.loadFile(fileIndex)).values()) {
         const location = this.index.get(record.id);
         if (location === undefined || slotOf(location) !== slot || versionOf(location) !== record.version) continue;
-        if (matchesFilters(record, filters)) yield record;
+        if (matches(record, filters)) yield record;
       }
     }
   }
@@ -291,15 +292,4 @@ export class ShardStore {
       durable_seq: this.durableSeq,
     };
   }
-}
-
-export function matchesFilters(record: StoredRecord, filters: QueryFilters): boolean {
-  return (
-    (filters.user_id === undefined || record.user_id === filters.user_id) &&
-    (filters.provider === undefined || record.provider === filters.provider) &&
-    (filters.model === undefined || record.model === filters.model) &&
-    (filters.status === undefined || record.status === filters.status) &&
-    (filters.from === undefined || record.ts >= filters.from) &&
-    (filters.to === undefined || record.ts < filters.to)
-  );
 }

@@ -15,13 +15,16 @@ const WAIT_MS = 15_000;
 const PREFIX = `clitest${process.pid}`;
 const NODE_ID = `cli-${process.pid}`;
 const DATA_DIR = mkdtempSync(join(tmpdir(), 'usage-tracker-cli-'));
-t.teardown(() => rmSync(DATA_DIR, { recursive: true, force: true }));
+t.teardown(() => {
+  rmSync(DATA_DIR, { recursive: true, force: true });
+  rmSync(`${DATA_DIR}-term`, { recursive: true, force: true });
+});
 
 /** The caller's environment without any USAGE_TRACKER_* of its own, plus this run's names. */
 function cliEnv(overrides: Record<string, string> = {}): NodeJS.ProcessEnv {
   const env: NodeJS.ProcessEnv = {};
   for (const [name, value] of Object.entries(process.env)) if (!name.startsWith('USAGE_TRACKER_')) env[name] = value;
-  return { ...env, USAGE_TRACKER_SUBJECT_PREFIX: PREFIX, USAGE_TRACKER_NODE_ID: NODE_ID, USAGE_TRACKER_DATA_DIR: DATA_DIR, ...overrides };
+  return { ...env, USAGE_TRACKER_SUBJECT_PREFIX: PREFIX, USAGE_TRACKER_NODE_ID: NODE_ID, USAGE_TRACKER_DATA_DIR: DATA_DIR, USAGE_TRACKER_SHARDS: '2', ...overrides };
 }
 
 function spawnCli(args: string[], env: NodeJS.ProcessEnv): ChildProcess {
@@ -140,7 +143,7 @@ t.test('an unknown command or option exits 1 with a one-line reason', async (t) 
 t.test('start with a bad config file exits 1 with the config error and no stack trace', async (t) => {
   const file = join(DATA_DIR, 'bad.yml');
   writeFileSync(file, 'cluster:\n  shards: 0\ntransport:\n  kind: tcp\n');
-  const result = await run(['start', '--config', file]);
+  const result = await run(['start', '--config', file], cliEnv({ USAGE_TRACKER_SHARDS: '' }));
   t.equal(result.code, 1);
   t.equal(
     result.stderr,
@@ -151,7 +154,7 @@ t.test('start with a bad config file exits 1 with the config error and no stack 
   t.notMatch(result.stderr, STACK_FRAME);
   t.equal(result.stdout, '', 'no node started, nothing logged');
 
-  const viaEnv = await run(['start'], cliEnv({ USAGE_TRACKER_CONFIG: file }));
+  const viaEnv = await run(['start'], cliEnv({ USAGE_TRACKER_CONFIG: file, USAGE_TRACKER_SHARDS: '' }));
   t.equal(viaEnv.code, 1, 'USAGE_TRACKER_CONFIG names the file too');
   t.equal(viaEnv.stderr, result.stderr);
 
@@ -183,10 +186,15 @@ t.test('a started node answers status over NATS', async (t) => {
     t.equal(out[1], `transport embedded, NATS connected, subjects ${PREFIX}.v1.*`);
     t.match(out[2], new RegExp(`^${NODE_ID} \\[running\\b`), 'the root supervisor');
     t.match(out[3], /^├── shards \[running\b/);
-    t.match(out[4], /^├── sync \[running\b/);
-    t.match(out[5], /^├── maintenance \[running\b/);
-    t.match(out[6], /^└── api \[running\b/);
-    t.equal(out.length, 7);
+    t.match(out[4], /^│   ├── partition-0 \[running, mailbox=0\]$/);
+    t.match(out[5], /^│   └── partition-1 \[running, mailbox=0\]$/);
+    t.match(out[6], /^├── ingest \[running\b/);
+    t.match(out[7], /^│   ├── ingest-0 \[running, mailbox=0\]$/);
+    t.match(out[8], /^│   └── ingest-1 \[running, mailbox=0\]$/);
+    t.match(out[9], /^├── sync \[running\b/);
+    t.match(out[10], /^├── maintenance \[running\b/);
+    t.match(out[11], /^└── api \[running\b/);
+    t.equal(out.length, 12);
   });
 
   await t.test('status --json parses, ok true, children in start order', async (t) => {
@@ -198,7 +206,7 @@ t.test('a started node answers status over NATS', async (t) => {
     t.equal(body.tree.state, 'running');
     t.same(
       body.tree.children.map((child) => child.path.slice(child.path.lastIndexOf('/') + 1)),
-      ['shards', 'sync', 'maintenance', 'api'],
+      ['shards', 'ingest', 'sync', 'maintenance', 'api'],
     );
     t.ok(body.tree.children.every((child) => child.state === 'running'), 'every child is running');
   });
@@ -245,7 +253,7 @@ t.test('status --timeout must be a whole number of milliseconds', async (t) => {
 
 t.test('SIGTERM stops a started node in order and it exits 0', async (t) => {
   const id = `${NODE_ID}-term`;
-  const node = await startNode(t, cliEnv({ USAGE_TRACKER_NODE_ID: id }));
+  const node = await startNode(t, cliEnv({ USAGE_TRACKER_NODE_ID: id, USAGE_TRACKER_DATA_DIR: `${DATA_DIR}-term` }));
   const before = await run(['status', '--node', id, '--json']);
   t.equal(before.code, 0, 'it answers before the signal');
 
@@ -259,7 +267,11 @@ t.test('SIGTERM stops a started node in order and it exits 0', async (t) => {
     .map((line) => JSON.parse(line) as { msg?: string; child?: string })
     .filter((entry) => entry.msg === 'child stopped')
     .map((entry) => entry.child);
-  t.same(stopped, ['api', 'maintenance', 'sync', 'shards'].map((child) => `${id}/${child}`), 'the log shows the children stopped in reverse start order');
+  t.same(
+    stopped,
+    ['api', 'maintenance', 'sync', 'ingest/ingest-1', 'ingest/ingest-0', 'ingest', 'shards/partition-1', 'shards/partition-0', 'shards'].map((child) => `${id}/${child}`),
+    'the log shows the children stopped in reverse start order',
+  );
 
   const after = await run(['status', '--node', id, '--timeout', '500']);
   t.equal(after.code, 1, 'it no longer answers');

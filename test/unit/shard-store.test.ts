@@ -143,7 +143,7 @@ t.test('a flipped bit before the last frame makes the shard refuse to serve', as
   await store.close();
   const segment = join(dir, 'wal', readdirSync(join(dir, 'wal'))[0]!);
   const bytes = readFileSync(segment);
-  bytes[20] ^= 0x01;
+  bytes[20] = bytes[20]! ^ 0x01;
   writeFileSync(segment, bytes);
   const reopened = await open(dir);
   t.equal(reopened.health.state, 'corrupt');
@@ -163,7 +163,7 @@ t.test('a corrupted or truncated sealed file is detected and never served', asyn
     const file = join(dir, 'partitions', readdirSync(join(dir, 'partitions'))[0]!);
     if (damage === 'flip') {
       const bytes = readFileSync(file);
-      bytes[bytes.length - 5] ^= 0xff;
+      bytes[bytes.length - 5] = bytes[bytes.length - 5]! ^ 0xff;
       writeFileSync(file, bytes);
     } else {
       truncateSync(file, statSync(file).size - 3);

@@ -1,0 +1,135 @@
+// PartitionActor[k]: the single writer of shard k. It owns the shard's
+// ShardStore; every read and write of the shard goes through its mailbox.
+// Writes are answered `later`, once their WAL group is fdatasynced, so the
+// mailbox keeps filling the next group meanwhile. A failed WAL write or
+// fsync crashes the actor (never retried); its supervisor restarts it and
+// the store recovers from disk.
+
+import { ProtocolError } from '../protocols/errors.js';
+import type { StoredRecord, UsageRecord } from '../protocols/record.js';
+import type { AggregateQuery, RecordsQuery } from '../protocols/requests.js';
+import { CrashWithReply, later, type ActorContext, type Behavior, type Later } from '../src/kernel/actor.js';
+import type { FileSystem } from '../src/ports/fs.js';
+import { createAggregator, type AggregatePartial } from '../src/query/aggregate.js';
+import { selectShardPage } from '../src/query/records.js';
+import { ShardStore, type NewRecord, type WriteResult } from '../src/storage/shard-store.js';
+import { WalFailure } from '../src/storage/wal.js';
+
+export type PartitionMessage =
+  | { type: 'write'; records: NewRecord[] }
+  | { type: 'get'; id: string; user_id: string }
+  | { type: 'update'; id: string; user_id: string; expected_version: number; patch: Partial<UsageRecord> }
+  | { type: 'aggregate'; query: AggregateQuery }
+  | { type: 'records'; query: RecordsQuery }
+  | { type: 'seal' }
+  | { type: 'status' };
+
+export type PartitionReply =
+  | { results: WriteResult[] }
+  | { record: StoredRecord | null }
+  | { version: number }
+  | { partial: AggregatePartial }
+  | { records: StoredRecord[] }
+  | { files: number; records: number }
+  | Record<string, unknown>;
+
+export interface PartitionOptions {
+  shard: number;
+  dir: string;
+  fs: FileSystem;
+  fsync: boolean;
+  memtableRecordsMax: number;
+  cacheBytesMax: number;
+  sealIntervalMs: number;
+}
+
+function walCrash(error: WalFailure, shard: number): CrashWithReply {
+  const reason = error.code === 'ENOSPC' ? 'the disk is full' : `the write-ahead log failed (${error.code ?? error.message})`;
+  const reply = new ProtocolError('E_UNAVAILABLE', `shard ${shard}: ${reason}; nothing in this write was acknowledged; the shard restarts`);
+  return new CrashWithReply(reply.message, reply, { cause: error });
+}
+
+/** Runs a store call; a WalFailure it throws (the log broke earlier) becomes the actor's crash. */
+function walGuard<T>(call: () => T, shard: number): T {
+  try {
+    return call();
+  } catch (error) {
+    throw error instanceof WalFailure ? walCrash(error, shard) : error;
+  }
+}
+
+/** A WAL failure is fatal to the actor (never retried); the asker learns why, and that nothing was stored. */
+function durableOrCrash<T>(durable: Promise<void>, value: T, shard: number): Promise<T> {
+  return durable.then(
+    () => value,
+    (error: unknown) => {
+      throw error instanceof WalFailure ? walCrash(error, shard) : error;
+    },
+  );
+}
+
+export async function partitionBehavior(options: PartitionOptions, ctx: ActorContext): Promise<Behavior<PartitionMessage, PartitionReply>> {
+  const store = await ShardStore.open({
+    dir: options.dir,
+    shard: options.shard,
+    fs: options.fs,
+    fsync: options.fsync,
+    log: ctx.log,
+    memtableRecordsMax: options.memtableRecordsMax,
+    cacheBytesMax: options.cacheBytesMax,
+  });
+  let sealTimer = ctx.clock.setTimer(options.sealIntervalMs, onSealTimer);
+  let sealDue = false;
+  function onSealTimer(): void {
+    sealDue = true;
+    sealTimer = ctx.clock.setTimer(options.sealIntervalMs, onSealTimer);
+  }
+  const sealIfDue = async () => {
+    if (store.health.state !== 'serving') return;
+    if (store.needsSeal() || (sealDue && store.memtable.size > 0)) {
+      sealDue = false;
+      const sealed = await store.seal();
+      ctx.log.info({ shard: options.shard, ...sealed }, 'sealed');
+    }
+  };
+
+  return {
+    async receive(message): Promise<PartitionReply | Later<PartitionReply>> {
+      switch (message.type) {
+        case 'write': {
+          await sealIfDue();
+          const { results, durable } = walGuard(() => store.write(message.records), options.shard);
+          return later(durableOrCrash(durable, { results }, options.shard));
+        }
+        case 'get':
+          return { record: (await store.get(message.id, message.user_id)) ?? null };
+        case 'update': {
+          const { record, durable } = await store
+            .update(message.id, message.user_id, message.expected_version, message.patch)
+            .catch((error: unknown) => Promise.reject(error instanceof WalFailure ? walCrash(error, options.shard) : error));
+          return later(durableOrCrash(durable, { version: record.version }, options.shard));
+        }
+        case 'aggregate': {
+          const aggregator = createAggregator(message.query);
+          for await (const record of store.scan(message.query)) aggregator.add(record);
+          return { partial: aggregator.partial() };
+        }
+        case 'records': {
+          const matching: StoredRecord[] = [];
+          for await (const record of store.scan(message.query)) matching.push(record);
+          return { records: selectShardPage(matching, message.query) };
+        }
+        case 'seal':
+          return store.seal();
+        case 'status':
+          return store.status();
+        default:
+          throw new ProtocolError('E_BAD_REQUEST', `unknown partition message ${(message as { type?: unknown }).type}`);
+      }
+    },
+    async stopped() {
+      sealTimer.cancel();
+      await store.close();
+    },
+  };
+}
