@@ -2,6 +2,8 @@
 // as the previous one answers, for a fixed time after a warm-up. Reports
 // throughput and latency percentiles.
 
+import { renderTable } from '../src/text-table.js';
+
 export interface Measurement {
   requests: number;
   errors: number;
@@ -60,19 +62,19 @@ export interface Row {
   target?: string;
 }
 
-export function renderTable(rows: Row[]): string {
-  const header = ['bench', 'concurrency', 'req/s', 'p50 ms', 'p99 ms', 'errors', 'ratio to baseline', 'target'];
-  const lines = rows.map((row) => [
-    row.name,
-    String(row.concurrency),
-    Math.round(row.measurement.perSecond).toLocaleString('en-US'),
-    row.measurement.p50Ms.toFixed(3),
-    row.measurement.p99Ms.toFixed(3),
-    String(row.measurement.errors),
-    row.baseline ? (row.measurement.perSecond / row.baseline.perSecond).toFixed(2) : 'baseline',
-    row.target ?? '',
-  ]);
-  const widths = header.map((title, i) => Math.max(title.length, ...lines.map((line) => line[i]!.length)));
-  const format = (cells: string[]) => `| ${cells.map((cell, i) => (i === 0 ? cell.padEnd(widths[i]!) : cell.padStart(widths[i]!))).join(' | ')} |`;
-  return [format(header), `|${widths.map((width, i) => (i === 0 ? ':' : '') + '-'.repeat(width + (i === 0 ? 1 : 1)) + (i === 0 ? '' : ':')).join('|')}|`, ...lines.map(format)].join('\n');
+export function renderRows(rows: Row[]): string {
+  const headers = ['bench', 'concurrency', 'req/s', 'p50 ms', 'p99 ms', 'errors', 'ratio to baseline', 'target'];
+  return renderTable(
+    headers,
+    rows.map((row) => [
+      row.name,
+      String(row.concurrency),
+      Math.round(row.measurement.perSecond).toLocaleString('en-US'),
+      row.measurement.p50Ms.toFixed(3),
+      row.measurement.p99Ms.toFixed(3),
+      String(row.measurement.errors),
+      row.baseline ? (row.measurement.perSecond / row.baseline.perSecond).toFixed(2) : 'baseline',
+      row.target ?? '',
+    ]),
+  );
 }

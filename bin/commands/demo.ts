@@ -1,0 +1,74 @@
+// `usage-tracker demo`: realistic traffic for a new user to watch. Generates
+// records (several providers and models, many users, a day's shape of load),
+// sends them to a running node at a steady rate with a progress bar, then
+// asks the node what it stored: cost and tokens by provider and by model.
+
+import { SingleBar } from 'cli-progress';
+import { createGenerator } from '../../src/demo/generate.js';
+import { CliError, withClient, type ConnectionOptions } from '../client.js';
+import { runQuery } from './query.js';
+
+export interface DemoOptions extends ConnectionOptions {
+  records: string;
+  users: string;
+  days: string;
+  rate: string;
+  seed?: string;
+  timeout: string;
+}
+
+const DAY_MS = 86_400_000;
+const BATCH = 250;
+
+function whole(name: string, text: string, min: number, max: number): number {
+  const value = Number(text);
+  if (!Number.isInteger(value) || value < min || value > max) throw new CliError(`${name} must be a whole number from ${min} to ${max}, got ${text}`);
+  return value;
+}
+
+export async function runDemo(options: DemoOptions): Promise<string> {
+  const total = whole('--records', options.records, 1, 10_000_000);
+  const users = whole('--users', options.users, 1, 1_000_000);
+  const days = whole('--days', options.days, 1, 365);
+  const rate = whole('--rate', options.rate, 1, 1_000_000);
+  const seed = options.seed === undefined ? Date.now() % 2 ** 31 : whole('--seed', options.seed, 0, 2 ** 32 - 1);
+  const timeoutMs = whole('--timeout', options.timeout, 1, 600_000);
+  const now = Date.now();
+  const generator = createGenerator({ seed, users, fromMs: now - days * DAY_MS, days, count: total, idPrefix: `demo-${seed}` });
+  const tally = { stored: 0, duplicate: 0, rejected: 0 };
+  await withClient(options, timeoutMs, async (client) => {
+    const bar = process.stderr.isTTY ? new SingleBar({ format: 'demo [{bar}] {value}/{total} records | stored {stored} rejected {rejected} | {rate}/s' }) : undefined;
+    bar?.start(total, 0, { ...tally, rate: 0 });
+    const started = performance.now();
+    const inFlight = new Set<Promise<void>>();
+    for (let sent = 0; sent < total; ) {
+      const size = Math.min(BATCH, total - sent);
+      const records = Array.from({ length: size }, (_, i) => generator.recordAt(sent + i));
+      sent += size;
+      const task = client.call<{ results?: { status: string }[] }>('ingest', { records }, timeoutMs).then((reply) => {
+        if (!reply.ok || !reply.results) throw new CliError(`${reply.error?.code ?? 'error'}: ${reply.error?.message ?? 'refused'}`);
+        for (const result of reply.results) tally[result.status as keyof typeof tally]++;
+        const seconds = (performance.now() - started) / 1000;
+        bar?.update(tally.stored + tally.duplicate + tally.rejected, { ...tally, rate: Math.round((tally.stored + tally.duplicate) / seconds) });
+      });
+      const tracked = task.finally(() => inFlight.delete(tracked));
+      inFlight.add(tracked);
+      if (inFlight.size >= 8) await Promise.race(inFlight);
+      const aheadMs = (sent / rate) * 1000 - (performance.now() - started);
+      if (aheadMs > 0) await new Promise((resolve) => setTimeout(resolve, aheadMs));
+    }
+    await Promise.all(inFlight);
+    bar?.stop();
+  });
+  const connection: ConnectionOptions & { timeout: string } = { timeout: options.timeout };
+  if (options.config !== undefined) connection.config = options.config;
+  if (options.natsUrl !== undefined) connection.natsUrl = options.natsUrl;
+  if (options.prefix !== undefined) connection.prefix = options.prefix;
+  if (options.node !== undefined) connection.node = options.node;
+  const byProvider = await runQuery({ ...connection, days: String(days), groupBy: 'provider', metrics: 'count,tokens,cost,latency_p50,latency_p95' });
+  const byModel = await runQuery({ ...connection, days: String(days), groupBy: 'provider,model', metrics: 'count,tokens,cost' });
+  return (
+    `sent ${total} records from ${users} users over ${days} day(s): ${tally.stored} stored, ${tally.duplicate} duplicate, ${tally.rejected} rejected\n\n` +
+    `last ${days} day(s) by provider:\n${byProvider}\nby model:\n${byModel}`
+  );
+}

@@ -1,0 +1,116 @@
+// `usage-tracker ingest FILE`: sends a JSON-lines file to a running node in
+// batches, with a progress bar, and sums up stored, duplicate and rejected.
+// A rejected record is reported with its line number and reason; any
+// rejection makes the command exit 1 so that scripts notice.
+
+import { createReadStream, statSync } from 'node:fs';
+import { createInterface } from 'node:readline';
+import { SingleBar } from 'cli-progress';
+import { CliError, withClient, type ConnectionOptions, type NodeClient } from '../client.js';
+
+export interface IngestOptions extends ConnectionOptions {
+  batch: string;
+  concurrency: string;
+  timeout: string;
+  quiet?: boolean;
+}
+
+export interface IngestSummary {
+  lines: number;
+  stored: number;
+  duplicate: number;
+  rejected: number;
+  problems: string[];
+}
+
+const PROBLEMS_SHOWN = 20;
+
+function positive(name: string, text: string, max: number): number {
+  const value = Number(text);
+  if (!Number.isInteger(value) || value < 1 || value > max) throw new CliError(`${name} must be a whole number from 1 to ${max}, got ${text}`);
+  return value;
+}
+
+export async function ingestFile(file: string, options: IngestOptions): Promise<IngestSummary> {
+  let bytesTotal: number;
+  try {
+    bytesTotal = statSync(file).size;
+  } catch {
+    throw new CliError(`cannot read ${file}`);
+  }
+  const batchSize = positive('--batch', options.batch, 1000);
+  const concurrency = positive('--concurrency', options.concurrency, 64);
+  const timeoutMs = positive('--timeout', options.timeout, 600_000);
+  return withClient(options, timeoutMs, async (client) => {
+    const summary: IngestSummary = { lines: 0, stored: 0, duplicate: 0, rejected: 0, problems: [] };
+    const bar = options.quiet || !process.stderr.isTTY ? undefined : new SingleBar({ format: 'ingest [{bar}] {percentage}% | {value}/{total} bytes | stored {stored} duplicate {duplicate} rejected {rejected}' });
+    bar?.start(bytesTotal, 0, { stored: 0, duplicate: 0, rejected: 0 });
+    const input = createReadStream(file);
+    const lines = createInterface({ input, crlfDelay: Infinity });
+    const inFlight = new Set<Promise<void>>();
+    let batch: { line: number; record: unknown }[] = [];
+    const problem = (text: string) => {
+      summary.rejected++;
+      if (summary.problems.length < PROBLEMS_SHOWN) summary.problems.push(text);
+    };
+    const flush = async (items: { line: number; record: unknown }[]) => {
+      const task = send(client, items, summary, problem, timeoutMs).then(() => {
+        bar?.update(input.bytesRead, { stored: summary.stored, duplicate: summary.duplicate, rejected: summary.rejected });
+      });
+      const tracked = task.finally(() => inFlight.delete(tracked));
+      inFlight.add(tracked);
+      if (inFlight.size >= concurrency) await Promise.race(inFlight);
+    };
+    for await (const text of lines) {
+      summary.lines++;
+      if (text.trim() === '') continue;
+      let record: unknown;
+      try {
+        record = JSON.parse(text);
+      } catch {
+        problem(`line ${summary.lines}: not valid JSON`);
+        continue;
+      }
+      batch.push({ line: summary.lines, record });
+      if (batch.length >= batchSize) {
+        const items = batch;
+        batch = [];
+        await flush(items);
+      }
+    }
+    if (batch.length > 0) await flush(batch);
+    await Promise.all(inFlight);
+    bar?.update(bytesTotal, { stored: summary.stored, duplicate: summary.duplicate, rejected: summary.rejected });
+    bar?.stop();
+    return summary;
+  });
+}
+
+async function send(
+  client: NodeClient,
+  items: { line: number; record: unknown }[],
+  summary: IngestSummary,
+  problem: (text: string) => void,
+  timeoutMs: number,
+): Promise<void> {
+  const reply = await client.call<{ results?: { index: number; status: string; error?: { code: string; message: string } }[] }>(
+    'ingest',
+    { records: items.map((item) => item.record) },
+    timeoutMs,
+  );
+  if (!reply.ok || !reply.results) {
+    for (const item of items) problem(`line ${item.line}: ${reply.error?.code ?? 'error'}: ${reply.error?.message ?? 'refused'}`);
+    return;
+  }
+  for (const result of reply.results) {
+    if (result.status === 'stored') summary.stored++;
+    else if (result.status === 'duplicate') summary.duplicate++;
+    else problem(`line ${items[result.index]?.line ?? '?'}: ${result.error?.code ?? 'rejected'}: ${result.error?.message ?? ''}`);
+  }
+}
+
+export function printSummary(summary: IngestSummary): void {
+  process.stdout.write(`${summary.stored} stored, ${summary.duplicate} duplicate, ${summary.rejected} rejected (${summary.lines} lines)\n`);
+  for (const text of summary.problems) process.stdout.write(`  ${text}\n`);
+  if (summary.rejected > summary.problems.length) process.stdout.write(`  ... and ${summary.rejected - summary.problems.length} more\n`);
+}
