@@ -202,29 +202,15 @@ function toRow(group: GroupState, groupBy: readonly GroupByKey[], metrics: reado
   const row: Record<string, string | number | null> = {};
   groupBy.forEach((key, i) => (row[key] = group.key[i]!));
   for (const metric of metrics) {
-    switch (metric) {
-      case 'count':
-        row.count = group.count;
-        break;
-      case 'input_tokens':
-        row.input_tokens = group.input_tokens;
-        break;
-      case 'output_tokens':
-        row.output_tokens = group.output_tokens;
-        break;
-      case 'tokens':
-        row.tokens = group.input_tokens + group.output_tokens;
-        break;
-      case 'cost':
-        row.cost_usd = group.cost_known_count === 0 ? null : group.cost_whole_usd + group.cost_nanos / NANOS_PER_USD;
-        row.cost_unknown_count = group.cost_unknown_count;
-        break;
-      case 'latency_p50':
-        row.latency_p50_ms = nearestRank(group.latencies, 50);
-        break;
-      case 'latency_p95':
-        row.latency_p95_ms = nearestRank(group.latencies, 95);
-        break;
+    if (metric === 'count') row.count = group.count;
+    else if (metric === 'input_tokens') row.input_tokens = group.input_tokens;
+    else if (metric === 'output_tokens') row.output_tokens = group.output_tokens;
+    else if (metric === 'tokens') row.tokens = group.input_tokens + group.output_tokens;
+    else if (metric === 'latency_p50') row.latency_p50_ms = nearestRank(group.latencies, 50);
+    else if (metric === 'latency_p95') row.latency_p95_ms = nearestRank(group.latencies, 95);
+    else if (metric === 'cost') {
+      row.cost_usd = group.cost_known_count === 0 ? null : group.cost_whole_usd + group.cost_nanos / NANOS_PER_USD;
+      row.cost_unknown_count = group.cost_unknown_count;
     }
   }
   return row as AggregateRow;
@@ -273,17 +259,8 @@ function keyFunction(groupBy: readonly GroupByKey[]): (record: StoredRecord) => 
 }
 
 function newGroup(key: string[]): GroupState {
-  return {
-    key,
-    count: 0,
-    input_tokens: 0,
-    output_tokens: 0,
-    cost_whole_usd: 0,
-    cost_nanos: 0,
-    cost_known_count: 0,
-    cost_unknown_count: 0,
-    latencies: undefined,
-  };
+  const counters = { count: 0, input_tokens: 0, output_tokens: 0, cost_whole_usd: 0, cost_nanos: 0, cost_known_count: 0, cost_unknown_count: 0 };
+  return { key, ...counters, latencies: undefined };
 }
 
 function toPartialGroup(group: GroupState): PartialGroup {

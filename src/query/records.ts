@@ -10,11 +10,12 @@
 //   with any filters (it is only a position). Anything that is not exactly a
 //   cursor this module wrote fails with E_VALIDATION naming field `cursor`.
 // - Scatter and gather:
-//     shard:     selectShardPage(records, query)  the shard's matching records
-//                after the cursor, sorted, at most `limit + 1` of them (one
-//                lookahead record says whether another page exists). Its
-//                memory is bounded by 2 * (limit + 1) records whatever the
-//                input's size or order.
+//     shard:     createShardPageSelection(query), fed each record of a scan
+//                (or selectShardPage(records, query) for records in hand):
+//                the shard's matching records after the cursor, sorted, at
+//                most `limit + 1` of them (one lookahead record says whether
+//                another page exists). Its memory is bounded by
+//                2 * (limit + 1) records whatever the input's size or order.
 //     gatherer:  mergePages(shardLists, limit)  k-way merge into the first
 //                `limit` records, with `next_cursor` exactly when at least one
 //                more matching record exists after the page.
@@ -72,30 +73,49 @@ export function decodeCursor(cursor: string): RecordKey {
   return key;
 }
 
+export interface ShardPageSelection {
+  /** Offers one record (in any order); keeps it only if it may make the page. Returns whether it matched. */
+  add(record: StoredRecord): boolean;
+  /** The kept records in page order, at most `limit + 1`. */
+  records(): StoredRecord[];
+}
+
 /**
- * A shard's part of a page: its records that match the query's filters and
- * come after the query's cursor, in page order, at most `query.limit + 1`.
- * `records` may come in any order. Throws E_VALIDATION for a bad cursor.
+ * A shard's part of a page, fed one record at a time (so an async scan can
+ * feed it): its records that match the query's filters and come after the
+ * query's cursor, in page order, at most `query.limit + 1`, in memory bounded
+ * by 2 * (limit + 1) records. Throws E_VALIDATION for a bad cursor, at once.
  */
-export function selectShardPage(records: Iterable<StoredRecord>, query: RecordsQuery): StoredRecord[] {
+export function createShardPageSelection(query: RecordsQuery): ShardPageSelection {
   assertLimit(query.limit);
   const after = query.cursor === undefined ? undefined : decodeCursor(query.cursor);
   const keep = query.limit + 1;
   let kept: StoredRecord[] = [];
   // Once `kept` was cut to `keep`, nothing after its last record can make the page.
   let ceiling: StoredRecord | undefined;
-  for (const record of records) {
-    if (after !== undefined && compareRecordKeys(record, after) <= 0) continue;
-    if (ceiling !== undefined && compareRecordKeys(record, ceiling) >= 0 && kept.length > 3) continue;
-    if (kept.length > 2 * keep) kept.pop();
-    if (!matches(record, query)) continue;
-    kept.push(record);
-    if (kept.length >= 2 * keep) {
-      kept = kept.sort(compareRecordKeys).slice(0, keep);
-      ceiling = kept[keep - 1];
-    }
-  }
-  return kept.sort(compareRecordKeys).slice(0, keep);
+  return {
+    add(record) {
+      if (after !== undefined && compareRecordKeys(record, after) <= 0) return false;
+      if (!matches(record, query)) return false;
+      if (ceiling !== undefined && compareRecordKeys(record, ceiling) >= 0) return true;
+      kept.push(record);
+      if (kept.length >= 2 * keep) {
+        kept = kept.sort(compareRecordKeys).slice(0, keep);
+        ceiling = kept[keep - 1];
+      }
+      return true;
+    },
+    records() {
+      return kept.sort(compareRecordKeys).slice(0, keep);
+    },
+  };
+}
+
+/** createShardPageSelection over records in hand, in any order. */
+export function selectShardPage(records: Iterable<StoredRecord>, query: RecordsQuery): StoredRecord[] {
+  const selection = createShardPageSelection(query);
+  for (const record of records) selection.add(record);
+  return selection.records();
 }
 
 /**
