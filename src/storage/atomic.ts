@@ -4,13 +4,14 @@
 
 import { basename, dirname, join } from 'node:path';
 import type { FileSystem } from '../ports/fs.js';
+import { writeWhole } from './wal.js';
 
 export async function writeFileAtomic(fs: FileSystem, path: string, data: Uint8Array): Promise<void> {
   const dir = dirname(path);
   const temp = join(dir, `.${basename(path)}.tmp`);
   const handle = await fs.open(temp, 'write');
   try {
-    await handle.write(data, 0);
+    await writeWhole(handle, data, 0);
     await handle.datasync();
   } finally {
     await handle.close();

@@ -21,9 +21,10 @@ export class ManifestError extends Error {
   override readonly name = 'ManifestError';
 }
 
-export async function readManifest(fs: FileSystem, dir: string, shard: number): Promise<ShardManifest> {
+/** The manifest, and whether it was on disk (a new shard has none). Throws ManifestError when it is damaged. */
+export async function readManifest(fs: FileSystem, dir: string, shard: number): Promise<{ manifest: ShardManifest; found: boolean }> {
   const path = join(dir, 'metadata.json');
-  if (!(await fs.exists(path))) return { format_version: STORAGE_FORMAT_VERSION, shard, sealed_seq: 0, files: [] };
+  if (!(await fs.exists(path))) return { manifest: { format_version: STORAGE_FORMAT_VERSION, shard, sealed_seq: 0, files: [] }, found: false };
   let manifest: ShardManifest;
   try {
     manifest = JSON.parse(new TextDecoder().decode(await fs.readFile(path))) as ShardManifest;
@@ -36,7 +37,7 @@ export async function readManifest(fs: FileSystem, dir: string, shard: number): 
   if (manifest.shard !== shard || !Array.isArray(manifest.files) || !Number.isInteger(manifest.sealed_seq)) {
     throw new ManifestError(`${path} does not describe shard ${shard}`);
   }
-  return manifest;
+  return { manifest, found: true };
 }
 
 export async function writeManifest(fs: FileSystem, dir: string, manifest: ShardManifest): Promise<void> {

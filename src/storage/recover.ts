@@ -6,7 +6,7 @@
 
 import { join } from 'node:path';
 import { readPartition } from './partition-file.js';
-import { pack, type ShardStore } from './shard-store.js';
+import type { ShardStore } from './shard-store.js';
 import { scanSegment, segmentFirstSeq } from './wal.js';
 
 export interface Recovery {
@@ -16,9 +16,15 @@ export interface Recovery {
   tornBytes: number;
 }
 
-export async function recoverShard(store: ShardStore): Promise<Recovery> {
+export async function recoverShard(store: ShardStore, manifestFound: boolean): Promise<Recovery> {
   const { fs } = store.options;
   const listed = new Set(store.manifest.files.map((file) => file.name));
+  const present = (await fs.readdir(store.partitionDir)).filter((name) => !name.startsWith('.'));
+  if (!manifestFound && present.length > 0) {
+    // Without a manifest nothing says which files are whole; deleting them would lose sealed data.
+    return { corrupt: `metadata.json is missing but ${present.length} sealed file(s) exist; restore metadata.json from a backup`, tornBytes: 0 };
+  }
+  // Files the manifest does not list are leftovers of a seal that crashed before its manifest: the WAL still has their records.
   for (const name of await fs.readdir(store.partitionDir)) {
     if (!listed.has(name)) await fs.unlink(join(store.partitionDir, name));
   }
@@ -36,30 +42,32 @@ export async function recoverShard(store: ShardStore): Promise<Recovery> {
   const segments = (await fs.readdir(store.walDir))
     .filter((name) => segmentFirstSeq(name) !== undefined)
     .sort();
-  let tornBytes = 0;
+  // Every segment is read and checked before anything is changed on disk or in memory.
+  const scans = [];
   let lastSeq = store.manifest.sealed_seq;
   for (const [position, name] of segments.entries()) {
-    const path = join(store.walDir, name);
-    const scan = scanSegment(await fs.readFile(path));
-    const last = position === segments.length - 1;
-    if (scan.tail.kind === 'corrupt') return { corrupt: `WAL ${name}: ${scan.tail.reason} at byte ${scan.tail.offset}`, tornBytes };
+    const scan = scanSegment(await fs.readFile(join(store.walDir, name)));
+    if (scan.tail.kind === 'corrupt') return { corrupt: `WAL ${name}: ${scan.tail.reason} at byte ${scan.tail.offset}`, tornBytes: 0 };
+    if (scan.tail.kind === 'torn' && position !== segments.length - 1) {
+      return { corrupt: `WAL ${name}: damaged frame at byte ${scan.validBytes} with a later segment after it`, tornBytes: 0 };
+    }
+    for (const entry of scan.entries) {
+      if (entry.seq <= store.manifest.sealed_seq) continue;
+      if (entry.seq <= lastSeq) return { corrupt: `WAL ${name}: sequence ${entry.seq} after ${lastSeq}`, tornBytes: 0 };
+      lastSeq = entry.seq;
+    }
+    scans.push({ name, scan });
+  }
+  let tornBytes = 0;
+  for (const { name, scan } of scans) {
     if (scan.tail.kind === 'torn') {
-      if (!last) return { corrupt: `WAL ${name}: damaged frame at byte ${scan.validBytes} with a later segment after it`, tornBytes };
       tornBytes = scan.tail.droppedBytes;
-      const handle = await fs.open(path, 'append');
+      const handle = await fs.open(join(store.walDir, name), 'append');
       await handle.truncate(scan.validBytes);
       await handle.datasync();
       await handle.close();
     }
-    for (const entry of scan.entries) {
-      if (entry.seq <= store.manifest.sealed_seq) continue;
-      if (entry.seq <= lastSeq) return { corrupt: `WAL ${name}: sequence ${entry.seq} after ${lastSeq}`, tornBytes };
-      lastSeq = entry.seq;
-      const record = entry.record;
-      store.memtable.set(record.id, record);
-      store.memSeq.set(record.id, entry.seq);
-      store.index.set(record.id, pack(record.version, 0));
-    }
+    for (const entry of scan.entries) if (entry.seq > store.manifest.sealed_seq) store.putMem(entry.record, entry.seq);
   }
   store.nextSeq = lastSeq + 1;
   const segment = segments.at(-1);

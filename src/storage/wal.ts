@@ -2,14 +2,14 @@
 // group commit and made durable with fdatasync before anything is
 // acknowledged. Format (docs/durability.md):
 //
-//   frame   = length (u32 LE) | crc32 of payload (u32 LE) | payload
+//   frame   = length (u32 LE) | crc32 of length bytes then payload (u32 LE) | payload
 //   payload = msgpack map {seq, op, record}
 //
-// Reading a segment stops at the first bad frame. A bad frame that is the
-// last thing in the file (it runs past the end, or ends exactly at it, or
-// only zeros follow) is a torn tail: the writer died mid-write, nothing in
-// it was acknowledged, and it is dropped. A bad frame followed by more data
-// is corruption: the shard must not serve.
+// Reading a segment stops at the first bad frame. A torn tail is the writer
+// dying mid-write: a bad frame after which no valid frame starts anywhere
+// (appends only ever add at the end, so a valid frame after a bad one means
+// the bad one was once whole). Nothing in a torn tail was acknowledged; it
+// is dropped. Any other bad frame is corruption: the shard must not serve.
 
 import { crc32 } from 'node:zlib';
 import { Packr } from 'msgpackr';
@@ -28,15 +28,36 @@ export interface WalEntry {
 
 const packr = new Packr({ useRecords: false, mapsAsObjects: true, int64AsType: 'number' });
 
+/** The checksum covers the length too, so a damaged length is caught like damaged data. */
+function frameChecksum(frame: Uint8Array, offset: number, length: number): number {
+  return crc32(frame.subarray(offset + FRAME_HEADER_BYTES, offset + FRAME_HEADER_BYTES + length), crc32(frame.subarray(offset, offset + 4)));
+}
+
 export function encodeFrame(entry: WalEntry): Uint8Array {
   const payload = packr.pack(entry);
   if (payload.byteLength > FRAME_PAYLOAD_MAX) throw new RangeError(`WAL entry of ${payload.byteLength} bytes exceeds ${FRAME_PAYLOAD_MAX}`);
   const frame = new Uint8Array(FRAME_HEADER_BYTES + payload.byteLength);
   const view = new DataView(frame.buffer);
   view.setUint32(0, payload.byteLength, true);
-  view.setUint32(4, crc32(payload), true);
   frame.set(payload, FRAME_HEADER_BYTES);
+  view.setUint32(4, frameChecksum(frame, 0, payload.byteLength), true);
   return frame;
+}
+
+/** Whether a whole, valid frame starts at `offset`. */
+function validFrameAt(bytes: Uint8Array, view: DataView, offset: number): boolean {
+  if (bytes.length - offset < FRAME_HEADER_BYTES) return false;
+  const length = view.getUint32(offset, true);
+  if (length === 0 || length > FRAME_PAYLOAD_MAX || offset + FRAME_HEADER_BYTES + length > bytes.length) return false;
+  return frameChecksum(bytes, offset, length) === view.getUint32(offset + 4, true);
+}
+
+/** Whether any valid frame starts after `offset`: then the damage at `offset` is not a torn tail. */
+function validFrameAfter(bytes: Uint8Array, view: DataView, offset: number): boolean {
+  for (let next = offset + 1; next + FRAME_HEADER_BYTES <= bytes.length; next++) {
+    if (validFrameAt(bytes, view, next)) return true;
+  }
+  return false;
 }
 
 export type TailState = { kind: 'clean' } | { kind: 'torn'; droppedBytes: number } | { kind: 'corrupt'; offset: number; reason: string };
@@ -58,28 +79,27 @@ export function scanSegment(bytes: Uint8Array): SegmentScan {
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   let offset = 0;
   while (offset < bytes.length) {
-    const bad = (reason: string, frameEnd: number): SegmentScan => {
-      const torn = frameEnd >= bytes.length || onlyZeros(bytes, offset);
+    const bad = (reason: string): SegmentScan => {
+      const torn = onlyZeros(bytes, offset) || !validFrameAfter(bytes, view, offset);
       return {
         entries,
         validBytes: offset,
         tail: torn ? { kind: 'torn', droppedBytes: bytes.length - offset } : { kind: 'corrupt', offset, reason },
       };
     };
-    if (bytes.length - offset < FRAME_HEADER_BYTES) return bad('partial frame header', bytes.length);
+    if (bytes.length - offset < FRAME_HEADER_BYTES) return bad('partial frame header');
     const length = view.getUint32(offset, true);
     const frameEnd = offset + FRAME_HEADER_BYTES + length;
-    if (length === 0 || length > FRAME_PAYLOAD_MAX) return bad(`impossible frame length ${length}`, frameEnd);
-    if (frameEnd > bytes.length) return bad('frame runs past the end of the segment', frameEnd);
-    const payload = bytes.subarray(offset + FRAME_HEADER_BYTES, frameEnd);
-    if (crc32(payload) !== view.getUint32(offset + 4, true)) return bad('checksum mismatch', frameEnd);
+    if (length === 0 || length > FRAME_PAYLOAD_MAX) return bad(`impossible frame length ${length}`);
+    if (frameEnd > bytes.length) return bad('frame runs past the end of the segment');
+    if (frameChecksum(bytes, offset, length) !== view.getUint32(offset + 4, true)) return bad('checksum mismatch');
     let entry: WalEntry;
     try {
-      entry = packr.unpack(payload) as WalEntry;
+      entry = packr.unpack(bytes.subarray(offset + FRAME_HEADER_BYTES, frameEnd)) as WalEntry;
     } catch (error) {
-      return bad(`undecodable entry: ${(error as Error).message}`, frameEnd);
+      return bad(`undecodable entry: ${(error as Error).message}`);
     }
-    if (!entry || typeof entry.seq !== 'number' || entry.op !== 'put' || !entry.record) return bad('malformed entry', frameEnd);
+    if (!entry || typeof entry.seq !== 'number' || entry.op !== 'put' || !entry.record) return bad('malformed entry');
     entries.push(entry);
     offset = frameEnd;
   }
@@ -177,7 +197,7 @@ export class WalWriter {
       this.bufferedBytes = 0;
       const data = chunks.length === 1 ? chunks[0]! : concat(chunks, size);
       try {
-        await this.handle.write(data);
+        await writeWhole(this.handle, data);
         this.bytes += size;
         if (this.fsync) await this.handle.datasync();
       } catch (error) {
@@ -204,6 +224,16 @@ export class WalWriter {
   async close(): Promise<void> {
     if (this.bufferedSeq > this.durableSeq && !this.broken) await this.whenDurable(this.bufferedSeq).catch(() => undefined);
     await this.handle.close().catch(() => undefined);
+  }
+}
+
+/** A write may be short (a nearly full disk): the rest is written, and no progress at all is an error. */
+export async function writeWhole(handle: FileHandlePort, data: Uint8Array, position?: number): Promise<void> {
+  let done = 0;
+  while (done < data.byteLength) {
+    const written = await handle.write(data.subarray(done), position === undefined ? undefined : position + done);
+    if (written <= 0) throw Object.assign(new Error(`short write: ${done} of ${data.byteLength} bytes`), { code: 'EIO' });
+    done += written;
   }
 }
 

@@ -205,3 +205,74 @@ t.test('a full disk gives a clear error and no false acknowledgement', async (t)
   t.same(await writeAll(again, [newRecord(2)]), [{ status: 'stored', version: 1 }], 'and can be sent again once there is room');
   await again.close();
 });
+
+t.test('a damaged length field is corruption, never a torn tail that would cut acknowledged frames', async (t) => {
+  const dir = tempDir(t);
+  const store = await open(dir);
+  for (let i = 0; i < 3; i++) await writeAll(store, [newRecord(i)]);
+  await store.close();
+  const segment = join(dir, 'wal', readdirSync(join(dir, 'wal'))[0]!);
+  const bytes = readFileSync(segment);
+  for (const position of [0, 1, 2, 3]) {
+    const damaged = Buffer.from(bytes);
+    damaged[position] = damaged[position]! ^ 0x40;
+    writeFileSync(segment, damaged);
+    const reopened = await open(dir);
+    t.equal(reopened.health.state, 'corrupt', `length byte ${position} flipped`);
+    t.equal(readFileSync(segment).length, bytes.length, 'the segment is left as it was');
+  }
+});
+
+t.test('a missing manifest beside sealed files refuses to serve and deletes nothing', async (t) => {
+  const dir = tempDir(t);
+  const store = await open(dir);
+  await writeAll(store, [newRecord(1), newRecord(2)]);
+  await store.seal();
+  await store.close();
+  const files = readdirSync(join(dir, 'partitions'));
+  rmSync(join(dir, 'metadata.json'));
+  const reopened = await open(dir);
+  t.equal(reopened.health.state, 'corrupt');
+  t.match(reopened.status(), { reason: /metadata.json is missing/ });
+  t.same(readdirSync(join(dir, 'partitions')), files, 'the sealed files are still there');
+});
+
+t.test('a damaged manifest refuses to serve instead of failing to start', async (t) => {
+  const dir = tempDir(t);
+  const store = await open(dir);
+  await writeAll(store, [newRecord(1)]);
+  await store.seal();
+  await store.close();
+  writeFileSync(join(dir, 'metadata.json'), '{"format_version": 1, "shard": 3, "sealed_');
+  const reopened = await open(dir);
+  t.equal(reopened.health.state, 'corrupt');
+  t.match(reopened.status(), { reason: /not valid JSON/ });
+});
+
+t.test('aggregates read the column index: sealed, updated and unsealed records count once', async (t) => {
+  const dir = tempDir(t);
+  const store = await open(dir);
+  await writeAll(store, Array.from({ length: 30 }, (_, i) => newRecord(i)));
+  await store.seal();
+  const { durable } = await store.update('rec-3', 'user-3', 1, { output_tokens: 5000 });
+  await durable;
+  await writeAll(store, [newRecord(100)]);
+  const seen = new Map<string, number>();
+  let outputTokens = 0;
+  store.aggregate({}, (record) => {
+    seen.set(`${record.user_id}:${record.input_tokens}`, (seen.get(`${record.user_id}:${record.input_tokens}`) ?? 0) + 1);
+    outputTokens += record.output_tokens;
+  });
+  t.equal([...seen.values()].reduce((a, b) => a + b, 0), 31, 'every current record once');
+  const expected = Array.from({ length: 30 }, (_, i) => (i === 3 ? 5000 : newRecord(i).output_tokens)).reduce((a, b) => a + b, 0) + newRecord(100).output_tokens;
+  t.equal(outputTokens, expected, 'the updated record counts with its new version only');
+  let user3 = 0;
+  store.aggregate({ user_id: 'user-3' }, () => void user3++);
+  t.equal(user3, Array.from({ length: 30 }, (_, i) => i).filter((i) => i % 7 === 3).length);
+  await store.close();
+  const again = await open(dir);
+  let afterRestart = 0;
+  again.aggregate({}, () => void afterRestart++);
+  t.equal(afterRestart, 31, 'and after a restart');
+  await again.close();
+});
