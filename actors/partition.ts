@@ -9,9 +9,10 @@ import { ProtocolError } from '../protocols/errors.js';
 import type { StoredRecord, UsageRecord } from '../protocols/record.js';
 import type { AggregateQuery, RecordsQuery } from '../protocols/requests.js';
 import { CrashWithReply, later, type ActorContext, type Behavior, type Later } from '../src/kernel/actor.js';
+import type { ActorRef } from '../src/kernel/system.js';
 import type { FileSystem } from '../src/ports/fs.js';
 import { createAggregator, type AggregatePartial } from '../src/query/aggregate.js';
-import { selectShardPage } from '../src/query/records.js';
+import { createShardPageSelection } from '../src/query/records.js';
 import { ShardStore, type NewRecord, type WriteResult } from '../src/storage/shard-store.js';
 import { WalFailure } from '../src/storage/wal.js';
 
@@ -22,6 +23,7 @@ export type PartitionMessage =
   | { type: 'aggregate'; query: AggregateQuery }
   | { type: 'records'; query: RecordsQuery }
   | { type: 'seal' }
+  | { type: 'tick' }
   | { type: 'status' };
 
 export type PartitionReply =
@@ -41,6 +43,10 @@ export interface PartitionOptions {
   memtableRecordsMax: number;
   cacheBytesMax: number;
   sealIntervalMs: number;
+  /** This actor's own ref, for timers that must go through the mailbox. */
+  self?: () => ActorRef<PartitionMessage, PartitionReply>;
+  /** Receives the shard's status function, for the node's status tree. */
+  publishStatus?: (status: () => Record<string, unknown>) => void;
 }
 
 function walCrash(error: WalFailure, shard: number): CrashWithReply {
@@ -78,18 +84,30 @@ export async function partitionBehavior(options: PartitionOptions, ctx: ActorCon
     memtableRecordsMax: options.memtableRecordsMax,
     cacheBytesMax: options.cacheBytesMax,
   });
-  let sealTimer = ctx.clock.setTimer(options.sealIntervalMs, onSealTimer);
+  options.publishStatus?.(() => store.status());
   let sealDue = false;
+  let sealTimer = ctx.clock.setTimer(options.sealIntervalMs, onSealTimer);
   function onSealTimer(): void {
     sealDue = true;
     sealTimer = ctx.clock.setTimer(options.sealIntervalMs, onSealTimer);
+    // A shard without writes still seals on time: the timer asks through the mailbox.
+    try {
+      options.self?.().tell({ type: 'tick' });
+    } catch {
+      // A full mailbox means writes are arriving; they seal on their way in.
+    }
   }
+  /** Seals when due. A failed seal (disk full, I/O error) leaves the WAL whole: logged, retried later, never fatal. */
   const sealIfDue = async () => {
     if (store.health.state !== 'serving') return;
-    if (store.needsSeal() || (sealDue && store.memtable.size > 0)) {
-      sealDue = false;
+    if (!store.needsSeal() && !(sealDue && store.memtable.size > 0)) return;
+    sealDue = false;
+    try {
       const sealed = await store.seal();
       ctx.log.info({ shard: options.shard, ...sealed }, 'sealed');
+    } catch (error) {
+      if (error instanceof WalFailure) throw walCrash(error, options.shard);
+      ctx.log.error({ err: error, shard: options.shard }, 'sealing failed; the WAL still holds every record; retrying at the next interval');
     }
   };
 
@@ -111,16 +129,19 @@ export async function partitionBehavior(options: PartitionOptions, ctx: ActorCon
         }
         case 'aggregate': {
           const aggregator = createAggregator(message.query);
-          for await (const record of store.scan(message.query)) aggregator.add(record);
+          store.aggregate(message.query, (record) => void aggregator.add(record));
           return { partial: aggregator.partial() };
         }
         case 'records': {
-          const matching: StoredRecord[] = [];
-          for await (const record of store.scan(message.query)) matching.push(record);
-          return { records: selectShardPage(matching, message.query) };
+          const selection = createShardPageSelection(message.query);
+          for await (const record of store.scan(message.query)) selection.add(record);
+          return { records: selection.records() };
         }
         case 'seal':
           return store.seal();
+        case 'tick':
+          await sealIfDue();
+          return store.status();
         case 'status':
           return store.status();
         default:

@@ -15,6 +15,7 @@ import type { FileSystem } from '../ports/fs.js';
 import { matches } from '../query/filter.js';
 import { readManifest, writeManifest, type ShardManifest } from './manifest.js';
 import { partitionName, readPartition, writePartition, type PartitionEntry } from './partition-file.js';
+import { ColumnIndex, type RowView } from './columns.js';
 import { recoverShard } from './recover.js';
 import { encodeFrame, segmentName, WalWriter } from './wal.js';
 
@@ -34,11 +35,15 @@ export type NewRecord = Omit<StoredRecord, 'version' | 'shard'>;
 export type WriteResult = { status: 'stored'; version: number } | { status: 'duplicate'; version: number };
 export type Health = { state: 'serving' } | { state: 'corrupt'; reason: string };
 
-/** Where the current version of a record is: slot 0 is the memtable, slot n is file n-1. */
-const SLOTS = 2 ** 21;
-export const pack = (version: number, slot: number) => version * SLOTS + slot;
-const versionOf = (location: number) => Math.floor(location / SLOTS);
-const slotOf = (location: number) => location % SLOTS;
+/**
+ * Where the current version of a record is, packed in one number: its
+ * version and its row in the column index (row 0: the memtable).
+ */
+const ROWS = 2 ** 32;
+export const VERSION_MAX = 2 ** 20;
+export const pack = (version: number, row: number) => version * ROWS + row;
+const versionOf = (location: number) => Math.floor(location / ROWS);
+const rowOf = (location: number) => location % ROWS;
 
 export const dayOf = (ts: number) => new Date(ts).toISOString().slice(0, 10);
 
@@ -46,7 +51,9 @@ export class ShardStore {
   readonly memtable = new Map<string, StoredRecord>();
   readonly memSeq = new Map<string, number>();
   readonly index = new Map<string, number>();
-  readonly userFiles = new Map<string, Set<number>>();
+  readonly columns: ColumnIndex;
+  /** First column row of each sealed file, in manifest order. */
+  private readonly fileRows: number[] = [];
   manifest: ShardManifest;
   nextSeq: number;
   health: Health;
@@ -60,6 +67,7 @@ export class ShardStore {
     this.manifest = manifest;
     this.nextSeq = manifest.sealed_seq + 1;
     this.health = { state: 'serving' };
+    this.columns = new ColumnIndex(options.shard);
     this.cache = new LRUCache({ maxSize: options.cacheBytesMax, sizeCalculation: (value) => Math.max(1, value.size * 600) });
   }
 
@@ -80,14 +88,26 @@ export class ShardStore {
     const { fs, dir } = options;
     await fs.mkdir(join(dir, 'wal'));
     await fs.mkdir(join(dir, 'partitions'));
-    const store = new ShardStore(options, await readManifest(fs, dir, options.shard));
-    const recovered = await recoverShard(store);
+    await fs.syncDir(dir);
+    await fs.syncDir(join(dir, '..'));
+    let read;
+    try {
+      read = await readManifest(fs, dir, options.shard);
+    } catch (error) {
+      const store = new ShardStore(options, { format_version: 0, shard: options.shard, sealed_seq: 0, files: [] });
+      store.health = { state: 'corrupt', reason: (error as Error).message };
+      options.log.error({ shard: options.shard, reason: store.health.reason }, 'shard refuses to serve: its manifest is damaged; restore it from a backup');
+      return store;
+    }
+    const store = new ShardStore(options, read.manifest);
+    const recovered = await recoverShard(store, read.found);
     if (recovered.corrupt) {
       store.health = { state: 'corrupt', reason: recovered.corrupt };
       options.log.error({ shard: options.shard, reason: recovered.corrupt }, 'shard refuses to serve: corruption found; restore it from a backup');
       return store;
     }
     store.writer = await WalWriter.open(fs, join(store.walDir, recovered.segment ?? segmentName(store.nextSeq)), options.fsync, store.nextSeq - 1);
+    if (recovered.segment === undefined) await fs.syncDir(store.walDir);
     options.log.info({ shard: options.shard, files: store.manifest.files.length, unsealed: store.memtable.size, torn_bytes: recovered.tornBytes }, 'shard open');
     return store;
   }
@@ -111,7 +131,7 @@ export class ShardStore {
       const location = this.index.get(record.id);
       if (location !== undefined) {
         results.push({ status: 'duplicate', version: versionOf(location) });
-        if (slotOf(location) === 0) waitSeq = Math.max(waitSeq, this.memSeq.get(record.id) ?? 0);
+        if (rowOf(location) === 0) waitSeq = Math.max(waitSeq, this.memSeq.get(record.id) ?? 0);
         continue;
       }
       const seq = this.nextSeq++;
@@ -125,7 +145,10 @@ export class ShardStore {
     return { results, durable };
   }
 
-  private putMem(record: StoredRecord, seq: number): void {
+  /** The newest version goes to the memtable; a sealed older copy stops counting. */
+  putMem(record: StoredRecord, seq: number): void {
+    const previous = this.index.get(record.id);
+    if (previous !== undefined && rowOf(previous) !== 0) this.columns.kill(rowOf(previous));
     this.memtable.set(record.id, record);
     this.memSeq.set(record.id, seq);
     this.index.set(record.id, pack(record.version, 0));
@@ -137,11 +160,11 @@ export class ShardStore {
     const location = this.index.get(id);
     if (location === undefined) return undefined;
     let record: StoredRecord | undefined;
-    if (slotOf(location) === 0) {
+    if (rowOf(location) === 0) {
       await writer.whenDurable(this.memSeq.get(id) ?? 0);
       record = this.memtable.get(id);
     } else {
-      record = (await this.loadFile(slotOf(location) - 1)).get(id);
+      record = (await this.loadFile(this.fileOfRow(rowOf(location)))).get(id);
     }
     return record && record.user_id === userId && record.version === versionOf(location) ? record : undefined;
   }
@@ -161,6 +184,7 @@ export class ShardStore {
       });
     }
     const writer = this.requireServing();
+    if (current.version + 1 >= VERSION_MAX) throw new ProtocolError('E_CONFLICT', `record ${id} has reached the most versions a record may have (${VERSION_MAX})`);
     const next = { ...current, ...patch, version: current.version + 1 } as StoredRecord;
     if (patch.cost_usd !== undefined) next.cost_source = 'client';
     const seq = this.nextSeq++;
@@ -177,18 +201,49 @@ export class ShardStore {
       if ((this.memSeq.get(record.id) ?? Infinity) <= durable && matches(record, filters)) yield record;
     }
     for (const fileIndex of this.candidateFiles(filters)) {
-      const slot = fileIndex + 1;
+      const first = this.fileRows[fileIndex]!;
+      const end = this.fileRows[fileIndex + 1] ?? this.columns.rows;
       for (const record of (await this.loadFile(fileIndex)).values()) {
         const location = this.index.get(record.id);
-        if (location === undefined || slotOf(location) !== slot || versionOf(location) !== record.version) continue;
+        if (location === undefined || versionOf(location) !== record.version) continue;
+        const row = rowOf(location);
+        if (row < first || row >= end) continue;
         if (matches(record, filters)) yield record;
       }
     }
   }
 
+  /**
+   * Feeds every current, durable record matching the filters to `add`:
+   * the memtable's records, then the sealed rows of the column index (as a
+   * reused view: `add` must not keep it). No partition file is read.
+   */
+  aggregate(filters: QueryFilters, add: (record: StoredRecord) => void): void {
+    this.requireServing();
+    const durable = this.durableSeq;
+    for (const record of this.memtable.values()) {
+      if ((this.memSeq.get(record.id) ?? Infinity) <= durable && matches(record, filters)) add(record);
+    }
+    this.columns.scan(filters, add as (row: RowView) => void);
+  }
+
+  private fileOfRow(row: number): number {
+    let low = 0;
+    let high = this.fileRows.length - 1;
+    while (low < high) {
+      const mid = (low + high + 1) >> 1;
+      if (this.fileRows[mid]! <= row) low = mid;
+      else high = mid - 1;
+    }
+    return low;
+  }
+
   private candidateFiles(filters: QueryFilters): number[] {
     const files = this.manifest.files;
-    const pool = filters.user_id !== undefined ? [...(this.userFiles.get(filters.user_id) ?? [])] : files.map((_, index) => index);
+    const pool =
+      filters.user_id !== undefined
+        ? [...new Set(this.columns.rowsOf(filters.user_id).map((row) => this.fileOfRow(row)))]
+        : files.map((_, index) => index);
     return pool.filter((index) => {
       const file = files[index]!;
       return (filters.from === undefined || file.max_ts >= filters.from) && (filters.to === undefined || file.min_ts < filters.to);
@@ -213,15 +268,19 @@ export class ShardStore {
     return byId;
   }
 
-  /** Indexes a sealed file's records (at open and after sealing). */
+  /** Indexes a sealed file's records (at open, and after sealing), in manifest order. */
   indexFile(fileIndex: number, records: Iterable<StoredRecord>): void {
-    const slot = fileIndex + 1;
+    if (fileIndex !== this.fileRows.length) throw new Error(`shard ${this.options.shard}: file ${fileIndex} indexed out of order`);
+    this.fileRows.push(this.columns.rows);
     for (const record of records) {
+      const row = this.columns.append(record);
       const location = this.index.get(record.id);
-      if (location === undefined || versionOf(location) <= record.version) this.index.set(record.id, pack(record.version, slot));
-      let files = this.userFiles.get(record.user_id);
-      if (!files) this.userFiles.set(record.user_id, (files = new Set()));
-      files.add(fileIndex);
+      if (location !== undefined && versionOf(location) > record.version) {
+        this.columns.kill(row);
+        continue;
+      }
+      if (location !== undefined && rowOf(location) !== 0) this.columns.kill(rowOf(location));
+      if (location === undefined || rowOf(location) !== 0 || versionOf(location) <= record.version) this.index.set(record.id, pack(record.version, row));
     }
   }
 
@@ -286,6 +345,7 @@ export class ShardStore {
       health: this.health.state,
       ...(this.health.state === 'corrupt' ? { reason: this.health.reason } : {}),
       records: this.index.size,
+      sealed_rows: this.columns.rows - 1,
       unsealed: this.memtable.size,
       sealed_files: this.manifest.files.length,
       next_seq: this.nextSeq,
