@@ -130,11 +130,12 @@ export async function startNode(config: Config, options: NodeOptions = {}): Prom
   const clock = options.clock ?? systemClock;
   const fs = options.fs ?? nodeFileSystem;
   const dataDir = resolve(config.node.data_dir);
-  await openDataDir(fs, dataDir, { node_id: config.node.id, cluster_id: config.cluster.id, shards: config.cluster.shards }, clock.now());
+  await fs.mkdir(dataDir);
   const lock = await lockDataDir(dataDir);
   let prices: PriceTable | undefined;
   let nats: NatsTransport | undefined;
   try {
+    await openDataDir(fs, dataDir, { node_id: config.node.id, cluster_id: config.cluster.id, shards: config.cluster.shards }, clock.now());
     prices = loadPrices(config, log);
     nats = await openNats(config, log);
   } catch (error) {
@@ -156,11 +157,13 @@ export async function startNode(config: Config, options: NodeOptions = {}): Prom
   const shardCount = config.cluster.shards;
   const partitionPath = (shard: number) => `${config.node.id}/shards/partition-${shard}`;
   const partition = (shard: number) => system.ref<PartitionMessage, PartitionReply>(partitionPath(shard));
+  const shardStatus = new Map<number, () => Record<string, unknown>>();
   const partitions: ChildSpec[] = Array.from({ length: shardCount }, (_, shard) =>
     actorChild({
       id: `partition-${shard}`,
       mailboxCapacity: config.limits.mailbox_capacity,
       shutdownMs: config.supervision.shutdown_ms,
+      detail: () => shardStatus.get(shard)?.() ?? {},
       behavior: (ctx) =>
         partitionBehavior(
           {
@@ -171,6 +174,8 @@ export async function startNode(config: Config, options: NodeOptions = {}): Prom
             memtableRecordsMax: config.storage.memtable_records_max,
             cacheBytesMax: Math.max(1 << 20, Math.floor(config.storage.cache_bytes_max / shardCount)),
             sealIntervalMs: config.storage.seal_interval_s * 1000,
+            self: () => partition(shard),
+            publishStatus: (status) => shardStatus.set(shard, status),
           },
           ctx,
         ),

@@ -114,7 +114,6 @@ export const configSchema = z
     durability: z
       .object({
         fsync: z.enum(['always', 'never'], { error: "must be 'always' (acknowledge after fdatasync) or 'never'" }).default('always'),
-        group_commit_max_ms: nonNegativeInt(1000).default(2),
       })
       .strict()
       .prefault({}),

@@ -6,7 +6,7 @@
 
 import { ProtocolError } from '../../protocols/errors.js';
 import type { Logger } from '../log.js';
-import type { Clock } from '../ports/clock.js';
+import type { Clock, TimerHandle } from '../ports/clock.js';
 import { PendingAsk } from './ask.js';
 import { Mailbox } from './mailbox.js';
 
@@ -54,6 +54,9 @@ export interface Behavior<M = unknown, R = unknown> {
 export type ExitReason = { kind: 'normal' } | { kind: 'killed' } | { kind: 'error'; error: unknown };
 
 export type CellState = 'running' | 'stopping' | 'stopped' | 'failed';
+
+/** How long a crashed actor's cleanup may take before its supervisor is told anyway. */
+export const CLEANUP_MS = 5000;
 
 interface Envelope<M> {
   message: M;
@@ -171,13 +174,28 @@ export class ActorCell<M = unknown, R = unknown> {
     );
   }
 
-  /** Crash from outside the message loop (a timer or I/O callback the behaviour owns). */
+  /**
+   * Crash (also from outside the message loop: a timer or I/O callback the
+   * behaviour owns). The behaviour's `stopped` hook still runs, bounded by
+   * CLEANUP_MS, so that files it holds are closed before a new incarnation
+   * opens them; only then is the supervisor told.
+   */
   fail(error: unknown): void {
     if (this.state === 'failed' || this.state === 'stopped') return;
     this.state = 'failed';
     this.rejectQueued(`actor ${this.path} crashed and is being restarted`);
     this.stopWaiter?.();
-    this.onExit({ kind: 'error', error });
+    void this.cleanUp().then(() => this.onExit({ kind: 'error', error }));
+  }
+
+  private async cleanUp(): Promise<void> {
+    if (!this.behavior.stopped) return;
+    let timer: TimerHandle | undefined;
+    const cleanup = Promise.resolve()
+      .then(() => this.behavior.stopped!(this.ctx))
+      .catch((error: unknown) => this.ctx.log.warn({ err: error }, 'cleanup after a crash failed'));
+    await Promise.race([cleanup, new Promise<void>((resolve) => (timer = this.ctx.clock.setTimer(CLEANUP_MS, resolve)))]);
+    timer?.cancel();
   }
 
   /**

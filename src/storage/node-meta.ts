@@ -34,6 +34,9 @@ export async function openDataDir(fs: FileSystem, dataDir: string, wanted: Omit<
   } catch (error) {
     throw new DataDirError(`${path} is not valid JSON (${(error as Error).message}); restore it from a backup`, { cause: error });
   }
+  if (meta.node_id !== wanted.node_id) {
+    throw new DataDirError(`${dataDir} belongs to node ${meta.node_id}, not ${wanted.node_id}; set node.id: ${meta.node_id}, or use another data_dir`);
+  }
   if (meta.shards !== wanted.shards) {
     throw new DataDirError(
       `${dataDir} was created with ${meta.shards} shards but cluster.shards is ${wanted.shards}; ` +
@@ -86,17 +89,28 @@ function alive(pid: number): boolean {
  * corrupt them. The lock file holds the owner's pid; a lock whose process
  * is gone (a crash, SIGKILL) is taken over.
  */
+const heldHere = new Set<string>();
+
 export async function lockDataDir(dataDir: string): Promise<DataDirLock> {
   const path = join(dataDir, 'LOCK');
+  if (heldHere.has(path)) throw new DataDirError(`${dataDir} is already in use by another node in this process; one node per data directory`);
   for (let attempt = 0; attempt < 2; attempt++) {
     try {
       const handle = await openFile(path, 'wx');
       await handle.writeFile(`${process.pid}\n`);
       await handle.close();
-      return { path, release: () => unlink(path).catch(() => undefined) };
+      heldHere.add(path);
+      return {
+        path,
+        release: async () => {
+          heldHere.delete(path);
+          await unlink(path).catch(() => undefined);
+        },
+      };
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
       const owner = Number.parseInt(await readFile(path, 'utf8').catch(() => ''), 10);
+      // Our own pid and not held here: a lock left by this process's earlier run of a node.
       if (Number.isInteger(owner) && owner !== process.pid && alive(owner)) {
         throw new DataDirError(`${dataDir} is in use by another usage-tracker process (pid ${owner}); one node per data directory`);
       }

@@ -186,8 +186,8 @@ t.test('a started node answers status over NATS', async (t) => {
     t.equal(out[1], `transport embedded, NATS connected, subjects ${PREFIX}.v1.*`);
     t.match(out[2], new RegExp(`^${NODE_ID} \\[running\\b`), 'the root supervisor');
     t.match(out[3], /^├── shards \[running\b/);
-    t.match(out[4], /^│   ├── partition-0 \[running, mailbox=0\]$/);
-    t.match(out[5], /^│   └── partition-1 \[running, mailbox=0\]$/);
+    t.match(out[4], /^│   ├── partition-0 \[running, mailbox=0, records=0\]$/);
+    t.match(out[5], /^│   └── partition-1 \[running, mailbox=0, records=0\]$/);
     t.match(out[6], /^├── ingest \[running\b/);
     t.match(out[7], /^│   ├── ingest-0 \[running, mailbox=0\]$/);
     t.match(out[8], /^│   └── ingest-1 \[running, mailbox=0\]$/);
