@@ -38,12 +38,22 @@ export interface IngestDependencies {
   askTimeoutMs: number;
 }
 
+/** Completes a validated record (a fresh object the validator made, so it is changed in place). */
 export function normalise(record: UsageRecord, prices: PriceTable | undefined, now: number): NewRecord {
-  if (record.cost_usd !== undefined) return { ...record, cost_source: 'client', ingested_at: now };
-  const priced = prices ? price(prices, record) : ({ cost_source: 'unknown' } as const);
-  return priced.cost_source === 'price_table'
-    ? { ...record, cost_usd: priced.cost_usd, cost_source: 'price_table', ingested_at: now }
-    : { ...record, cost_source: 'unknown', ingested_at: now };
+  const out = record as NewRecord;
+  out.ingested_at = now;
+  if (record.cost_usd !== undefined) {
+    out.cost_source = 'client';
+    return out;
+  }
+  const priced = prices ? price(prices, record) : undefined;
+  if (priced?.cost_source === 'price_table') {
+    out.cost_usd = priced.cost_usd;
+    out.cost_source = 'price_table';
+  } else {
+    out.cost_source = 'unknown';
+  }
+  return out;
 }
 
 export function ingestBehavior(deps: IngestDependencies): Behavior<IngestMessage, EndpointReply> {
@@ -68,7 +78,9 @@ export function ingestBehavior(deps: IngestDependencies): Behavior<IngestMessage
       const asks = [...byShard].map(async ([shard, group]) => {
         let written: WriteResult[];
         try {
-          const reply = (await deps.partition(shard).ask({ type: 'write', records: group.records }, { timeoutMs: deps.askTimeoutMs })) as { results: WriteResult[] };
+          const reply = (await deps.partition(shard).ask({ type: 'write', records: group.records }, { timeoutMs: deps.askTimeoutMs, caller: 'IngestActor (write)' })) as {
+            results: WriteResult[];
+          };
           written = reply.results;
         } catch (thrown) {
           const error = toProtocolError(thrown);

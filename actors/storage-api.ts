@@ -35,7 +35,7 @@ export class StorageApi {
   }
 
   async get(id: string, userId: string): Promise<EndpointReply> {
-    const reply = (await this.owner(userId).ask({ type: 'get', id, user_id: userId }, { timeoutMs: this.deps.askTimeoutMs })) as { record: StoredRecord | null };
+    const reply = (await this.owner(userId).ask({ type: 'get', id, user_id: userId }, { timeoutMs: this.deps.askTimeoutMs, caller: 'record.get' })) as { record: StoredRecord | null };
     if (!reply.record) throw new ProtocolError('E_NOT_FOUND', `no record ${id} for user ${userId}`);
     return { ok: true, record: reply.record };
   }
@@ -43,7 +43,7 @@ export class StorageApi {
   async update(id: string, userId: string, expectedVersion: number, patch: Partial<UsageRecord>): Promise<EndpointReply> {
     const reply = (await this.owner(userId).ask(
       { type: 'update', id, user_id: userId, expected_version: expectedVersion, patch },
-      { timeoutMs: this.deps.askTimeoutMs },
+      { timeoutMs: this.deps.askTimeoutMs, caller: 'record.update' },
     )) as { version: number };
     return { ok: true, version: reply.version };
   }
@@ -66,7 +66,7 @@ export class StorageApi {
     await Promise.all(
       shards.map(async (shard) => {
         try {
-          gathered.answers.push((await this.deps.partition(shard).ask(message, { timeoutMs: this.deps.queryTimeoutMs })) as T);
+          gathered.answers.push((await this.deps.partition(shard).ask(message, { timeoutMs: this.deps.queryTimeoutMs, caller: `query (${message.type})` })) as T);
         } catch (thrown) {
           const error = toProtocolError(thrown);
           if (error.code === 'E_VALIDATION' || error.code === 'E_TOO_LARGE') throw error;

@@ -10,6 +10,7 @@ export interface Measurement {
   seconds: number;
   perSecond: number;
   p50Ms: number;
+  p95Ms: number;
   p99Ms: number;
 }
 
@@ -50,28 +51,87 @@ export async function closedLoop(
   const requests = latencies.length;
   await Promise.all(loops);
   const sorted = Float64Array.from(latencies).sort();
-  return { requests, errors, seconds, perSecond: requests / seconds, p50Ms: percentile(sorted, 0.5), p99Ms: percentile(sorted, 0.99) };
+  return { requests, errors, seconds, perSecond: requests / seconds, p50Ms: percentile(sorted, 0.5), p95Ms: percentile(sorted, 0.95), p99Ms: percentile(sorted, 0.99) };
+}
+
+/**
+ * Open loop: starts `ratePerSecond` calls a second whatever the answers do,
+ * for durationMs, and measures each from its scheduled start (so a stall
+ * shows as latency, not as a lower offered rate). Calls in flight are bounded.
+ */
+export async function openLoop(
+  call: () => Promise<unknown>,
+  options: { ratePerSecond: number; durationMs: number; inFlightMax?: number },
+): Promise<Measurement & { offeredPerSecond: number; dropped: number }> {
+  const latencies: number[] = [];
+  let errors = 0;
+  let dropped = 0;
+  let inFlight = 0;
+  const inFlightMax = options.inFlightMax ?? 10_000;
+  const started = performance.now();
+  const pending = new Set<Promise<void>>();
+  let issued = 0;
+  while (performance.now() - started < options.durationMs) {
+    const due = Math.floor(((performance.now() - started) / 1000) * options.ratePerSecond);
+    for (; issued < due; issued++) {
+      const scheduled = started + (issued / options.ratePerSecond) * 1000;
+      if (inFlight >= inFlightMax) {
+        dropped++;
+        continue;
+      }
+      inFlight++;
+      const task = call().then(
+        () => void latencies.push(performance.now() - scheduled),
+        () => void errors++,
+      );
+      const tracked = task.finally(() => {
+        inFlight--;
+        pending.delete(tracked);
+      });
+      pending.add(tracked);
+    }
+    await new Promise((resolve) => setTimeout(resolve, 1));
+  }
+  await Promise.all(pending);
+  const seconds = (performance.now() - started) / 1000;
+  const sorted = Float64Array.from(latencies).sort();
+  return {
+    requests: latencies.length,
+    errors,
+    dropped,
+    seconds,
+    perSecond: latencies.length / seconds,
+    offeredPerSecond: issued / seconds,
+    p50Ms: percentile(sorted, 0.5),
+    p95Ms: percentile(sorted, 0.95),
+    p99Ms: percentile(sorted, 0.99),
+  };
 }
 
 export interface Row {
   group: string;
   name: string;
-  concurrency: number;
+  /** Concurrency, or a description of the load such as '10k/s offered'. */
+  concurrency: number | string;
   measurement: Measurement;
   baseline?: Measurement;
   target?: string;
+  /** Shown instead of req/s when the unit is not requests (records/s, ms, MB). */
+  value?: string;
 }
 
 export function renderRows(rows: Row[]): string {
-  const headers = ['bench', 'concurrency', 'req/s', 'p50 ms', 'p99 ms', 'errors', 'ratio to baseline', 'target'];
+  const headers = ['bench', 'load', 'result', 'p50 ms', 'p95 ms', 'p99 ms', 'errors', 'ratio to baseline', 'target'];
+  const ms = (value: number | undefined) => (value === undefined || Number.isNaN(value) ? '' : value.toFixed(3));
   return renderTable(
     headers,
     rows.map((row) => [
       row.name,
       String(row.concurrency),
-      Math.round(row.measurement.perSecond).toLocaleString('en-US'),
-      row.measurement.p50Ms.toFixed(3),
-      row.measurement.p99Ms.toFixed(3),
+      row.value ?? `${Math.round(row.measurement.perSecond).toLocaleString('en-US')} req/s`,
+      ms(row.measurement.p50Ms),
+      ms(row.measurement.p95Ms),
+      ms(row.measurement.p99Ms),
       String(row.measurement.errors),
       row.baseline ? (row.measurement.perSecond / row.baseline.perSecond).toFixed(2) : 'baseline',
       row.target ?? '',

@@ -43,12 +43,26 @@ function toWire(value: unknown): unknown {
     return Number.isSafeInteger(value) && (value >= INT32_LIMIT || value < -INT32_LIMIT) ? BigInt(value) : value;
   }
   if (value === null || typeof value !== 'object' || value instanceof Uint8Array || value instanceof Date) return value;
-  if (Array.isArray(value)) return value.map(toWire);
-  const out: Record<string, unknown> = {};
-  for (const [key, child] of Object.entries(value)) {
-    if (child !== undefined) out[key] = toWire(child);
+  // Copy on write: a map or list is copied only when something inside it changes.
+  if (Array.isArray(value)) {
+    let out: unknown[] | undefined;
+    for (let i = 0; i < value.length; i++) {
+      const child = toWire(value[i]);
+      if (child !== value[i]) (out ??= value.slice())[i] = child;
+    }
+    return out ?? value;
   }
-  return out;
+  let out: Record<string, unknown> | undefined;
+  for (const key in value) {
+    if (!Object.hasOwn(value, key)) continue;
+    const original = (value as Record<string, unknown>)[key];
+    const child = original === undefined ? undefined : toWire(original);
+    if (child === original && original !== undefined) continue;
+    out ??= { ...(value as Record<string, unknown>) };
+    if (child === undefined) delete out[key];
+    else out[key] = child;
+  }
+  return out ?? value;
 }
 
 /**

@@ -194,7 +194,8 @@ export async function startNode(config: Config, options: NodeOptions = {}): Prom
   );
   const ingestRefs = ingestPool.map((spec) => system.ref<IngestMessage, EndpointReply>(`${config.node.id}/ingest/${spec.id}`));
   let nextIngest = 0;
-  const ingest = (body: unknown) => ingestRefs[nextIngest++ % ingestRefs.length]!.ask({ body }, { timeoutMs: config.limits.ask_timeout_ms * 2 });
+  const ingest = (body: unknown) =>
+    ingestRefs[nextIngest++ % ingestRefs.length]!.ask({ body }, { timeoutMs: config.limits.ask_timeout_ms * 2, caller: 'ApiActor (ingest)' });
   const storage = new StorageApi({ shards: shardCount, partition, askTimeoutMs: config.limits.ask_timeout_ms, queryTimeoutMs: config.limits.query_timeout_ms });
   const api: ChildSpec = {
     id: 'api',

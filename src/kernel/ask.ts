@@ -6,6 +6,12 @@ import type { Clock, TimerHandle } from '../ports/clock.js';
 
 export interface AskOptions {
   timeoutMs?: number;
+  /**
+   * Names the asker in a timeout error instead of its captured stack. Hot
+   * paths inside the runtime pass one: capturing a stack on every ask costs
+   * more than the ask itself.
+   */
+  caller?: string;
 }
 
 export const DEFAULT_ASK_TIMEOUT_MS = 5000;
@@ -31,6 +37,11 @@ export function captureCaller(skip: Function): CallerStack {
   Error.captureStackTrace(holder, skip);
   Error.stackTraceLimit = limit;
   return holder;
+}
+
+/** A caller named by a label rather than by its stack. */
+export function namedCaller(name: string): CallerStack {
+  return { stack: `Error\n    at ${name}` };
 }
 
 export function timeoutError(target: string, timeoutMs: number, caller: CallerStack): ProtocolError {

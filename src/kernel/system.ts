@@ -12,7 +12,7 @@ import { actorLogger, type Logger } from '../log.js';
 import { systemClock, type Clock } from '../ports/clock.js';
 import type { Transport, TransportMessage, TransportSubscription } from '../transport/transport.js';
 import { ActorCell, type Behavior, type ExitReason } from './actor.js';
-import { ASK_TIMEOUT_MS_MAX, captureCaller, DEFAULT_ASK_TIMEOUT_MS, PendingAsk, timeoutError, type AskOptions } from './ask.js';
+import { ASK_TIMEOUT_MS_MAX, captureCaller, namedCaller, DEFAULT_ASK_TIMEOUT_MS, PendingAsk, timeoutError, type AskOptions } from './ask.js';
 
 export interface ActorRef<M = unknown, R = unknown> {
   readonly path: string;
@@ -125,7 +125,8 @@ export class ActorSystem {
     const slot = this.slotOf(path);
     const system = this;
     function ask(message: M, options: AskOptions = {}): Promise<R> {
-      return system.askSlot<R>(slot, path, message, options.timeoutMs ?? system.askTimeoutMs, captureCaller(ask));
+      const caller = options.caller === undefined ? captureCaller(ask) : namedCaller(options.caller);
+      return system.askSlot<R>(slot, path, message, options.timeoutMs ?? system.askTimeoutMs, caller);
     }
     return {
       path,
@@ -154,7 +155,7 @@ export class ActorSystem {
     const subject = this.subjects.nodeActors(node);
     async function ask(message: M, options: AskOptions = {}): Promise<R> {
       const timeoutMs = options.timeoutMs ?? system.askTimeoutMs;
-      const caller = captureCaller(ask);
+      const caller = options.caller === undefined ? captureCaller(ask) : namedCaller(options.caller);
       const transport = system.requireTransport(path);
       let reply;
       try {

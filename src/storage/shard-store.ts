@@ -135,7 +135,10 @@ export class ShardStore {
         continue;
       }
       const seq = this.nextSeq++;
-      const stored = { ...record, version: 1, shard: this.options.shard } as StoredRecord;
+      // The record is the ingest path's own object: completed in place, not copied.
+      const stored = record as StoredRecord;
+      stored.version = 1;
+      stored.shard = this.options.shard;
       frames.push(encodeFrame({ seq, op: 'put', record: stored }));
       this.putMem(stored, seq);
       results.push({ status: 'stored', version: 1 });

@@ -29,6 +29,8 @@ export class EmbeddedTransport implements Transport {
   readonly kind = 'embedded' as const;
   private readonly subscribers = new Set<Subscriber>();
   private readonly roundRobin = new Map<string, number>();
+  /** Subscribers matching a subject, grouped; cleared whenever a subscription comes or goes. */
+  private readonly matchCache = new Map<string, { plain: Subscriber[]; groups: [string, Subscriber[]][] }>();
   private readonly inFlight = new Set<Promise<void>>();
   private state: 'open' | 'draining' | 'closed' = 'open';
 
@@ -42,7 +44,14 @@ export class EmbeddedTransport implements Transport {
     if (this.state !== 'open') throw new ProtocolError('E_UNAVAILABLE', 'embedded transport is closed');
     const subscriber: Subscriber = { subject, queue: options.queue, handler };
     this.subscribers.add(subscriber);
-    return { subject, unsubscribe: () => void this.subscribers.delete(subscriber) };
+    this.matchCache.clear();
+    return {
+      subject,
+      unsubscribe: () => {
+        this.subscribers.delete(subscriber);
+        this.matchCache.clear();
+      },
+    };
   }
 
   publish(subject: string, data: Uint8Array, headers?: Headers): void {
@@ -80,25 +89,32 @@ export class EmbeddedTransport implements Transport {
   }
 
   private targets(subject: string): Subscriber[] {
-    const plain: Subscriber[] = [];
-    const groups = new Map<string, Subscriber[]>();
-    for (const subscriber of this.subscribers) {
-      if (!subjectMatches(subscriber.subject, subject)) continue;
-      if (subscriber.queue === undefined) {
-        plain.push(subscriber);
-        continue;
+    let match = this.matchCache.get(subject);
+    if (!match) {
+      const plain: Subscriber[] = [];
+      const groups = new Map<string, Subscriber[]>();
+      for (const subscriber of this.subscribers) {
+        if (!subjectMatches(subscriber.subject, subject)) continue;
+        if (subscriber.queue === undefined) {
+          plain.push(subscriber);
+          continue;
+        }
+        const key = `${subscriber.subject}\u0000${subscriber.queue}`;
+        const members = groups.get(key);
+        if (members) members.push(subscriber);
+        else groups.set(key, [subscriber]);
       }
-      const key = `${subscriber.subject}\u0000${subscriber.queue}`;
-      const members = groups.get(key);
-      if (members) members.push(subscriber);
-      else groups.set(key, [subscriber]);
+      match = { plain, groups: [...groups] };
+      if (this.matchCache.size > 10_000) this.matchCache.clear();
+      this.matchCache.set(subject, match);
     }
-    for (const [key, members] of groups) {
+    const targets = match.plain.slice();
+    for (const [key, members] of match.groups) {
       const turn = this.roundRobin.get(key) ?? 0;
       this.roundRobin.set(key, turn + 1);
-      plain.push(members[turn % members.length]!);
+      targets.push(members[turn % members.length]!);
     }
-    return plain;
+    return targets;
   }
 
   private deliver(

@@ -1,0 +1,235 @@
+// Benches of ingest and storage (issue 3, DESIGN §9), each beside a baseline
+// measured in the same run:
+// - single-record durable ingest over NATS vs the raw NATS echo of the same
+//   payload, and vs one INSERT per record into PostgreSQL (what a user would
+//   otherwise pick); p99 at 10k req/s offered;
+// - batched ingest, 1,000 records a request;
+// - a user's 30-day aggregate over the dataset (default 5M records, 10k
+//   users, 90 days) at 5k queries/s offered, and the node's RSS;
+// - restart with 1M records in the WAL: time until the node serves again.
+
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { connect } from '@nats-io/transport-node';
+import pg from 'pg';
+import { decode, encode } from '../protocols/codec.js';
+import { subjects } from '../protocols/subjects.js';
+import { loadConfig } from '../src/config/load.js';
+import { createGenerator } from '../src/demo/generate.js';
+import { silentLogger } from '../src/log.js';
+import { EmbeddedTransport } from '../src/transport/embedded.js';
+import { startNode, type UsageNode } from '../supervisors/node.js';
+import { closedLoop, openLoop, type Measurement, type Row } from './measure.js';
+
+const DAY_MS = 86_400_000;
+
+export interface StorageBenchOptions {
+  natsUrl: string;
+  postgresUrl: string;
+  durationMs: number;
+  datasetRecords: number;
+  datasetUsers: number;
+  restartRecords: number;
+  log: (line: string) => void;
+}
+
+interface BenchNode {
+  node: UsageNode;
+  embedded: EmbeddedTransport;
+  prefix: string;
+  dataDir: string;
+  yaml: string;
+  env: Record<string, string>;
+}
+
+async function benchNode(natsUrl: string, yaml: string, reuse?: { dataDir: string; prefix: string }): Promise<BenchNode> {
+  const dataDir = reuse?.dataDir ?? mkdtempSync(join(tmpdir(), 'usage-tracker-bench-'));
+  const prefix = reuse?.prefix ?? `bench${process.pid}x${Date.now().toString(36)}`;
+  const env = {
+    USAGE_TRACKER_DATA_DIR: dataDir,
+    USAGE_TRACKER_SUBJECT_PREFIX: prefix,
+    USAGE_TRACKER_NODE_ID: 'bench',
+    USAGE_TRACKER_TRANSPORT: 'nats',
+    USAGE_TRACKER_NATS_URL: natsUrl,
+    USAGE_TRACKER_LOG_LEVEL: 'silent',
+  };
+  const embedded = new EmbeddedTransport(64 * 1024 * 1024);
+  const node = await startNode(loadConfig({ text: yaml, env }), { log: silentLogger, embedded });
+  return { node, embedded, prefix, dataDir, yaml, env };
+}
+
+const rowOf = (group: string, name: string, load: string | number, measurement: Measurement, extra: Partial<Row> = {}): Row => ({
+  group,
+  name,
+  concurrency: load,
+  measurement,
+  ...extra,
+});
+
+const none: Measurement = { requests: 0, errors: 0, seconds: 0, perSecond: 0, p50Ms: Number.NaN, p95Ms: Number.NaN, p99Ms: Number.NaN };
+
+export async function storageBench(options: StorageBenchOptions): Promise<Row[]> {
+  const rows: Row[] = [];
+  const run = (call: () => Promise<unknown>, concurrency: number) => closedLoop(call, { concurrency, warmupMs: 500, durationMs: options.durationMs });
+  const yaml = 'limits:\n  payload_bytes_max: 4194304\n  mailbox_capacity: 65536\n';
+  const bench = await benchNode(options.natsUrl, yaml);
+  const names = subjects(bench.prefix);
+  const client = await connect({ servers: options.natsUrl, name: 'bench-ingest-client' });
+  const server = await connect({ servers: options.natsUrl, name: 'bench-echo-server' });
+  server.subscribe(`${bench.prefix}.echo`, { callback: (_error, msg) => void msg.respond(msg.data) });
+  await server.flush();
+  const generator = createGenerator({ seed: 7, users: 10_000, fromMs: Date.now() - DAY_MS, days: 1, idPrefix: `single-${Date.now()}` });
+  let next = 0;
+  const single = () => encode(generator.recordAt(next++));
+  const ingestSubject = names.endpoint('ingest');
+  const ingestOne = async () => {
+    const reply = decode((await client.request(ingestSubject, single(), { timeout: 10_000 })).data) as { ok: boolean; results?: { status: string }[] };
+    if (!reply.ok || reply.results?.[0]?.status !== 'stored') throw new Error('not stored');
+  };
+
+  options.log('storage: single-record ingest vs raw echo and PostgreSQL');
+  const echo = await run(() => client.request(`${bench.prefix}.echo`, single(), { timeout: 10_000 }), 64);
+  rows.push(rowOf('ingest', 'raw NATS echo of one record', 64, echo));
+  const ingest = await run(ingestOne, 64);
+  rows.push(rowOf('ingest', 'ingest 1 record/request, durable ack', 64, ingest, { baseline: echo, target: '>= 0.6' }));
+  const insert = await postgresInserts(options.postgresUrl, options.durationMs);
+  rows.push(rowOf('ingest', 'PostgreSQL: one INSERT per record', 64, insert));
+  rows.push(rowOf('ingest', 'ingest 1 record/request vs INSERT', 64, ingest, { baseline: insert, target: '>= 4' }));
+  const offered = await openLoop(ingestOne, { ratePerSecond: 10_000, durationMs: options.durationMs });
+  rows.push(rowOf('ingest', `ingest at 10k req/s offered (${Math.round(offered.offeredPerSecond)}/s sent)`, '10k/s', offered, { target: 'p99 < 10 ms' }));
+
+  options.log('storage: batched ingest');
+  const batchSubject = names.endpoint('ingest');
+  const batchOf = () => encode({ records: Array.from({ length: 1000 }, () => generator.recordAt(next++)) });
+  const batches = await run(async () => {
+    const reply = decode((await client.request(batchSubject, batchOf(), { timeout: 30_000 })).data) as { ok: boolean };
+    if (!reply.ok) throw new Error('batch refused');
+  }, 4);
+  rows.push(
+    rowOf('ingest', 'ingest 1,000 records/request, durable', 4, batches, {
+      value: `${Math.round(batches.perSecond * 1000).toLocaleString('en-US')} records/s`,
+      target: '>= 200,000 records/s',
+    }),
+  );
+  await Promise.all([client.drain(), server.drain()]);
+  await bench.node.stop();
+  rmSync(bench.dataDir, { recursive: true, force: true });
+
+  rows.push(...(await datasetBench(options)));
+  rows.push(...(await restartBench(options)));
+  return rows;
+}
+
+async function postgresInserts(url: string, durationMs: number): Promise<Measurement> {
+  const pool = new pg.Pool({ connectionString: url, max: 16 });
+  const table = `bench_usage_${process.pid}`;
+  try {
+    await pool.query(
+      `CREATE TABLE ${table} (id text PRIMARY KEY, ts bigint NOT NULL, user_id text NOT NULL, provider text NOT NULL, model text NOT NULL,
+        input_tokens integer NOT NULL, output_tokens integer NOT NULL, cost_usd double precision, latency_ms double precision, status text NOT NULL)`,
+    );
+    const generator = createGenerator({ seed: 9, users: 10_000, fromMs: Date.now() - DAY_MS, days: 1 });
+    let next = 0;
+    return await closedLoop(
+      async () => {
+        const r = generator.recordAt(next++);
+        await pool.query(`INSERT INTO ${table} VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10)`, [
+          r.id, r.ts, r.user_id, r.provider, r.model, r.input_tokens, r.output_tokens, r.cost_usd ?? null, r.latency_ms ?? null, r.status,
+        ]);
+      },
+      { concurrency: 64, warmupMs: 500, durationMs },
+    );
+  } catch (error) {
+    process.stderr.write(`bench: PostgreSQL baseline failed: ${(error as Error).message}\n`);
+    return none;
+  } finally {
+    await pool.query(`DROP TABLE IF EXISTS ${table}`).catch(() => undefined);
+    await pool.end();
+  }
+}
+
+/** Loads the dataset through the embedded transport in 1,000-record batches. */
+async function load(bench: BenchNode, total: number, users: number, days: number, seed: number, log: (line: string) => void): Promise<number> {
+  const generator = createGenerator({ seed, users, fromMs: Date.now() - days * DAY_MS, days, count: total, idPrefix: `ds${seed}` });
+  const subject = subjects(bench.prefix).endpoint('ingest');
+  const started = performance.now();
+  const inFlight = new Set<Promise<void>>();
+  for (let sent = 0; sent < total; ) {
+    const size = Math.min(1000, total - sent);
+    const records = Array.from({ length: size }, (_, i) => generator.recordAt(sent + i));
+    sent += size;
+    const task = bench.embedded.request(subject, encode({ records }), { timeoutMs: 120_000 }).then((reply) => {
+      const body = decode(reply.data, 'msgpack', { payloadBytesMax: 64 << 20, nestingDepthMax: 16 }) as { ok: boolean };
+      if (!body.ok) throw new Error(`load refused: ${JSON.stringify(body).slice(0, 200)}`);
+    });
+    const tracked = task.finally(() => inFlight.delete(tracked));
+    inFlight.add(tracked);
+    if (inFlight.size >= 8) await Promise.race(inFlight);
+    if (sent % 500_000 === 0) log(`storage: loaded ${sent.toLocaleString('en-US')} records`);
+  }
+  await Promise.all(inFlight);
+  return (performance.now() - started) / 1000;
+}
+
+async function datasetBench(options: StorageBenchOptions): Promise<Row[]> {
+  const rows: Row[] = [];
+  const total = options.datasetRecords;
+  const bench = await benchNode(options.natsUrl, 'limits:\n  mailbox_capacity: 65536\n  query_timeout_ms: 30000\n');
+  options.log(`storage: loading ${total.toLocaleString('en-US')} records (${options.datasetUsers} users, 90 days)`);
+  const seconds = await load(bench, total, options.datasetUsers, 90, 1, options.log);
+  rows.push(
+    rowOf('dataset', `load ${total.toLocaleString('en-US')} records (embedded, batches of 1,000)`, 8, { ...none, perSecond: total / seconds }, {
+      value: `${Math.round(total / seconds).toLocaleString('en-US')} records/s`,
+    }),
+  );
+  for (let shard = 0; shard < bench.node.config.cluster.shards; shard++) {
+    await bench.node.system.ref(`bench/shards/partition-${shard}`).ask({ type: 'seal' }, { timeoutMs: 600_000 });
+  }
+  global.gc?.();
+  const rssMb = process.memoryUsage().rss / 2 ** 20;
+  rows.push(rowOf('dataset', `RSS of this process with ${total.toLocaleString('en-US')} records`, '-', none, { value: `${Math.round(rssMb)} MB`, target: '< 1,536 MB' }));
+
+  const client = await connect({ servers: options.natsUrl, name: 'bench-query-client' });
+  const subject = subjects(bench.prefix).endpoint('query.aggregate');
+  const now = Date.now();
+  let turn = 0;
+  const query = async () => {
+    const user = `user-${(turn++ * 7919) % options.datasetUsers}`;
+    const body = { user_id: user, from: now - 30 * DAY_MS, group_by: ['provider', 'model'], metrics: ['count', 'tokens', 'cost', 'latency_p50', 'latency_p95'] };
+    const reply = decode((await client.request(subject, encode(body), { timeout: 30_000 })).data) as { ok: boolean };
+    if (!reply.ok) throw new Error('query failed');
+  };
+  for (let i = 0; i < 200; i++) await query();
+  const offered = await openLoop(query, { ratePerSecond: 5000, durationMs: options.durationMs });
+  rows.push(
+    rowOf('dataset', `aggregate, one user, 30 days (${Math.round(offered.offeredPerSecond)}/s sent)`, '5k q/s', offered, { target: 'p95 < 10 ms' }),
+  );
+  await client.drain();
+  await bench.node.stop();
+  rmSync(bench.dataDir, { recursive: true, force: true });
+  return rows;
+}
+
+async function restartBench(options: StorageBenchOptions): Promise<Row[]> {
+  const total = options.restartRecords;
+  const yaml = 'storage:\n  memtable_records_max: 10000000\n  seal_interval_s: 86400\nlimits:\n  mailbox_capacity: 65536\n';
+  const first = await benchNode(options.natsUrl, yaml);
+  options.log(`storage: writing ${total.toLocaleString('en-US')} records to the WAL, then restarting`);
+  await load(first, total, 10_000, 1, 2, options.log);
+  await first.node.stop();
+  const started = performance.now();
+  const second = await benchNode(options.natsUrl, yaml, { dataDir: first.dataDir, prefix: first.prefix });
+  const subject = subjects(second.prefix).endpoint('query.aggregate');
+  const reply = decode((await second.embedded.request(subject, encode({ metrics: ['count'] }), { timeoutMs: 60_000 })).data) as { ok: boolean; rows: { count: number }[] };
+  const restartMs = performance.now() - started;
+  const count = reply.rows?.[0]?.count ?? 0;
+  await second.node.stop();
+  rmSync(first.dataDir, { recursive: true, force: true });
+  return [
+    rowOf('restart', `restart with ${total.toLocaleString('en-US')} records in the WAL, until serving (${count.toLocaleString('en-US')} found)`, '-', none, {
+      value: `${(restartMs / 1000).toFixed(2)} s`,
+      target: '< 5 s',
+    }),
+  ];
+}
