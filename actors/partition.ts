@@ -75,15 +75,17 @@ function durableOrCrash<T>(durable: Promise<void>, value: T, shard: number): Pro
 }
 
 export async function partitionBehavior(options: PartitionOptions, ctx: ActorContext): Promise<Behavior<PartitionMessage, PartitionReply>> {
-  const store = await ShardStore.open({
-    dir: options.dir,
-    shard: options.shard,
-    fs: options.fs,
-    fsync: options.fsync,
-    log: ctx.log,
-    memtableRecordsMax: options.memtableRecordsMax,
-    cacheBytesMax: options.cacheBytesMax,
-  });
+  const open = () =>
+    ShardStore.open({
+      dir: options.dir,
+      shard: options.shard,
+      fs: options.fs,
+      fsync: options.fsync,
+      log: ctx.log,
+      memtableRecordsMax: options.memtableRecordsMax,
+      cacheBytesMax: options.cacheBytesMax,
+    });
+  let store = await open();
   options.publishStatus?.(() => store.status());
   let sealDue = false;
   let sealTimer = ctx.clock.setTimer(options.sealIntervalMs, onSealTimer);
@@ -97,7 +99,12 @@ export async function partitionBehavior(options: PartitionOptions, ctx: ActorCon
       // A full mailbox means writes are arriving; they seal on their way in.
     }
   }
-  /** Seals when due. A failed seal (disk full, I/O error) leaves the WAL whole: logged, retried later, never fatal. */
+  /**
+   * Seals when due. A failed seal (disk full, an I/O or fsync error) is not
+   * retried on top of a state it may have half changed: the shard is
+   * reopened from disk (the WAL still holds every record) and sealing waits
+   * for the next interval.
+   */
   const sealIfDue = async () => {
     if (store.health.state !== 'serving') return;
     if (!store.needsSeal() && !(sealDue && store.memtable.size > 0)) return;
@@ -107,7 +114,9 @@ export async function partitionBehavior(options: PartitionOptions, ctx: ActorCon
       ctx.log.info({ shard: options.shard, ...sealed }, 'sealed');
     } catch (error) {
       if (error instanceof WalFailure) throw walCrash(error, options.shard);
-      ctx.log.error({ err: error, shard: options.shard }, 'sealing failed; the WAL still holds every record; retrying at the next interval');
+      ctx.log.error({ err: error, shard: options.shard }, 'sealing failed; reopening the shard from disk; the WAL still holds every record');
+      await store.close().catch(() => undefined);
+      store = await open();
     }
   };
 

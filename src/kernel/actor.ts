@@ -206,7 +206,7 @@ export class ActorCell<M = unknown, R = unknown> {
     if (this.state !== 'running') return;
     this.state = 'stopping';
     if (this.processing) await new Promise<void>((resolve) => (this.stopWaiter = resolve));
-    // A kill or a crash while draining ends the actor: its stopped hook does not run.
+    // A kill ends the actor without its stopped hook; a crash while draining runs it from fail().
     if ((this.state as CellState) !== 'stopping') return;
     try {
       await this.behavior.stopped?.(this.ctx);

@@ -58,8 +58,8 @@ export class ColumnIndex {
   rows = 1;
   private ts = new Float64Array(this.capacity);
   private user = new Uint32Array(this.capacity);
-  private provider = new Uint16Array(this.capacity);
-  private model = new Uint16Array(this.capacity);
+  private provider = new Uint32Array(this.capacity);
+  private model = new Uint32Array(this.capacity);
   private status = new Uint8Array(this.capacity);
   private costSource = new Uint8Array(this.capacity);
   private alive = new Uint8Array(this.capacity);
@@ -114,7 +114,7 @@ export class ColumnIndex {
 
   private grow(): void {
     this.capacity *= 2;
-    const grow = <T extends Float64Array | Uint32Array | Uint16Array | Uint8Array>(old: T): T => {
+    const grow = <T extends Float64Array | Uint32Array | Uint8Array>(old: T): T => {
       const next = new (old.constructor as new (length: number) => T)(this.capacity);
       next.set(old);
       return next;

@@ -47,6 +47,9 @@ const rowOf = (location: number) => location % ROWS;
 
 export const dayOf = (ts: number) => new Date(ts).toISOString().slice(0, 10);
 
+/** Most records in one sealed file. */
+export const SEALED_FILE_RECORDS_MAX = 20_000;
+
 export class ShardStore {
   readonly memtable = new Map<string, StoredRecord>();
   readonly memSeq = new Map<string, number>();
@@ -306,15 +309,22 @@ export class ShardStore {
       else byDay.set(day, [record]);
     }
     const entries: PartitionEntry[] = [];
+    const parts: StoredRecord[][] = [];
     for (const [day, records] of [...byDay].sort(([a], [b]) => a.localeCompare(b))) {
-      const n = this.manifest.files.filter((file) => file.day === day).length + 1;
-      entries.push(await writePartition(this.options.fs, this.partitionDir, partitionName(day, n), day, records, (record) => this.memSeq.get(record.id) ?? 0));
+      let n = this.manifest.files.filter((file) => file.day === day).length;
+      // Files stay small enough to be cached whole and read quickly by record.get.
+      for (let start = 0; start < records.length; start += SEALED_FILE_RECORDS_MAX) {
+        const part = records.slice(start, start + SEALED_FILE_RECORDS_MAX);
+        n++;
+        entries.push(await writePartition(this.options.fs, this.partitionDir, partitionName(day, n), day, part, (record) => this.memSeq.get(record.id) ?? 0));
+        parts.push(part);
+      }
     }
     const manifest: ShardManifest = { ...this.manifest, sealed_seq: sealedSeq, files: [...this.manifest.files, ...entries] };
     await writeManifest(this.options.fs, this.options.dir, manifest);
     const firstNew = this.manifest.files.length;
     this.manifest = manifest;
-    entries.forEach((entry, offset) => this.indexFile(firstNew + offset, byDay.get(entry.day)!));
+    entries.forEach((_entry, offset) => this.indexFile(firstNew + offset, parts[offset]!));
     const sealedRecords = this.memtable.size;
     this.memtable.clear();
     this.memSeq.clear();
