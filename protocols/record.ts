@@ -5,6 +5,10 @@
 
 import { z } from 'zod';
 import { ProtocolError } from './errors.js';
+import { fastRecord } from './record-fast.js';
+import { isCleanText, parseIsoTimestamp, RECORD_STATUSES } from './text.js';
+
+export { isCleanText, parseIsoTimestamp, RECORD_STATUSES } from './text.js';
 import {
   COST_USD_MAX,
   DEFAULT_LIMITS,
@@ -15,7 +19,6 @@ import {
   type ProtocolLimits,
 } from './limits.js';
 
-export const RECORD_STATUSES = ['success', 'error', 'timeout', 'cancelled'] as const;
 export type RecordStatus = (typeof RECORD_STATUSES)[number];
 export const COST_SOURCES = ['client', 'price_table', 'unknown'] as const;
 export type CostSource = (typeof COST_SOURCES)[number];
@@ -64,33 +67,6 @@ export const PATCHABLE_FIELDS = [
   'operation',
   'metadata',
 ] as const;
-
-// C0 and C1 control characters, and bidirectional overrides that make text lie about its order.
-const HOSTILE_CHARS = /[\u0000-\u001f\u007f-\u009f\u202a-\u202e\u2066-\u2069]/;
-const ISO_8601 = /^(\d{4})-(\d{2})-(\d{2})(?:T(\d{2}):(\d{2})(?::(\d{2})(?:\.(\d{1,9}))?)?(Z|[+-]\d{2}:?\d{2})?)?$/;
-
-/**
- * Epoch milliseconds of an ISO 8601 date or date-time, or NaN. Impossible
- * calendar days (2024-02-30) are refused, not rolled over, and a date-time
- * without an offset is UTC, whatever the server's time zone.
- */
-export function parseIsoTimestamp(text: string): number {
-  const match = ISO_8601.exec(text);
-  if (!match) return Number.NaN;
-  const [, year, month, day, hour, minute, second, , offset] = match;
-  const y = Number(year);
-  const m = Number(month);
-  const d = Number(day);
-  const probe = new Date(Date.UTC(y, m - 1, d));
-  if (probe.getUTCFullYear() !== y || probe.getUTCMonth() !== m - 1 || probe.getUTCDate() !== d) return Number.NaN;
-  if (hour === undefined) return probe.getTime();
-  if (Number(hour) > 23 || Number(minute) > 59 || Number(second ?? 0) > 59) return Number.NaN;
-  return Date.parse(offset === undefined ? `${text}Z` : text);
-}
-
-export function isCleanText(value: string): boolean {
-  return value.isWellFormed() && !HOSTILE_CHARS.test(value);
-}
 
 const cleanText = (lengthMax: number) =>
   z
@@ -206,6 +182,8 @@ export function recordValidator(limits: ProtocolLimits = DEFAULT_LIMITS, now: ()
     .refine((value) => Object.values(value).some((field) => field !== undefined), 'patch must change at least one field');
   return {
     validate(input) {
+      const fast = fastRecord(input, limits, now());
+      if (fast) return { ok: true, value: fast };
       const hostileKey = protoKeyIn(input);
       if (hostileKey) return { ok: false, error: new ProtocolError('E_VALIDATION', `${hostileKey}: reserved key`, { field: hostileKey }) };
       const result = record.safeParse(input, { reportInput: true });
