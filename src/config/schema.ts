@@ -98,7 +98,7 @@ export const configSchema = z
       .prefault({}),
     storage: z
       .object({
-        memtable_records_max: positiveInt(10_000_000).default(200_000),
+        memtable_records_max: positiveInt(10_000_000).default(20_000),
         seal_interval_s: positiveInt(86_400).default(600),
         cache_bytes_max: z.number().int().min(1 << 20, 'must be at least 1048576').max(64 * 2 ** 30, 'must be at most 68719476736').default(256 * 2 ** 20),
       })

@@ -53,6 +53,8 @@ export const SEALED_FILE_RECORDS_MAX = 20_000;
 export class ShardStore {
   readonly memtable = new Map<string, StoredRecord>();
   readonly memSeq = new Map<string, number>();
+  /** Ids of the memtable by user, so a user's query does not scan every unsealed record. */
+  private readonly memByUser = new Map<string, Set<string>>();
   readonly index = new Map<string, number>();
   readonly columns: ColumnIndex;
   /** First column row of each sealed file, in manifest order. */
@@ -158,6 +160,21 @@ export class ShardStore {
     this.memtable.set(record.id, record);
     this.memSeq.set(record.id, seq);
     this.index.set(record.id, pack(record.version, 0));
+    let ids = this.memByUser.get(record.user_id);
+    if (!ids) this.memByUser.set(record.user_id, (ids = new Set()));
+    ids.add(record.id);
+  }
+
+  /** The memtable's records that may match: one user's, or all. */
+  private *memCandidates(filters: QueryFilters): Generator<StoredRecord> {
+    if (filters.user_id === undefined) {
+      yield* this.memtable.values();
+      return;
+    }
+    for (const id of this.memByUser.get(filters.user_id) ?? []) {
+      const record = this.memtable.get(id);
+      if (record) yield record;
+    }
   }
 
   /** The current version of a record, if durable and owned by `userId`. */
@@ -203,7 +220,7 @@ export class ShardStore {
   async *scan(filters: QueryFilters): AsyncGenerator<StoredRecord> {
     this.requireServing();
     const durable = this.durableSeq;
-    for (const record of this.memtable.values()) {
+    for (const record of this.memCandidates(filters)) {
       if ((this.memSeq.get(record.id) ?? Infinity) <= durable && matches(record, filters)) yield record;
     }
     for (const fileIndex of this.candidateFiles(filters)) {
@@ -227,7 +244,7 @@ export class ShardStore {
   aggregate(filters: QueryFilters, add: (record: StoredRecord) => void): void {
     this.requireServing();
     const durable = this.durableSeq;
-    for (const record of this.memtable.values()) {
+    for (const record of this.memCandidates(filters)) {
       if ((this.memSeq.get(record.id) ?? Infinity) <= durable && matches(record, filters)) add(record);
     }
     this.columns.scan(filters, add as (row: RowView) => void);
@@ -328,6 +345,7 @@ export class ShardStore {
     const sealedRecords = this.memtable.size;
     this.memtable.clear();
     this.memSeq.clear();
+    this.memByUser.clear();
     await this.rollWal();
     return { files: entries.length, records: sealedRecords };
   }

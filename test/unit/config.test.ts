@@ -34,7 +34,7 @@ const DEFAULTS: Config = {
     temp_days: 1,
   },
   backup: { target_dir: './backups', full_interval_hours: 168, incremental_interval_hours: 24, wal_archive_interval_s: 60 },
-  storage: { memtable_records_max: 200_000, seal_interval_s: 600, cache_bytes_max: 268_435_456 },
+  storage: { memtable_records_max: 20_000, seal_interval_s: 600, cache_bytes_max: 268_435_456 },
   ingest: { pool_size: 2, price_file: './prices.yml' },
   durability: { fsync: 'always' },
   limits: { payload_bytes_max: 1_048_576, batch_records_max: 1000, mailbox_capacity: 4096, ask_timeout_ms: 5000, query_timeout_ms: 5000 },
