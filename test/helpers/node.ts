@@ -31,13 +31,22 @@ export interface TestNode {
   stop(): Promise<void>;
 }
 
-export async function startTestNode(yaml = '', env: Record<string, string> = {}): Promise<TestNode> {
-  const dataDir = mkdtempSync(join(tmpdir(), 'usage-tracker-test-'));
-  const prefix = uniqueName('t');
+export interface TestNodeOptions {
+  /** Reuse a data directory (and node id and prefix) to restart a node on it. */
+  dataDir?: string;
+  prefix?: string;
+  nodeId?: string;
+  /** Leave the data directory in place on stop. */
+  keepData?: boolean;
+}
+
+export async function startTestNode(yaml = '', env: Record<string, string> = {}, options: TestNodeOptions = {}): Promise<TestNode> {
+  const dataDir = options.dataDir ?? mkdtempSync(join(tmpdir(), 'usage-tracker-test-'));
+  const prefix = options.prefix ?? uniqueName('t');
   const config = loadConfig({
     text: yaml,
     env: {
-      USAGE_TRACKER_NODE_ID: uniqueName('n'),
+      USAGE_TRACKER_NODE_ID: options.nodeId ?? uniqueName('n'),
       USAGE_TRACKER_SUBJECT_PREFIX: prefix,
       USAGE_TRACKER_TRANSPORT: 'nats',
       USAGE_TRACKER_NATS_URL: NATS_URL,
@@ -67,7 +76,7 @@ export async function startTestNode(yaml = '', env: Record<string, string> = {})
     async stop() {
       await node.stop();
       await client.drain();
-      rmSync(dataDir, { recursive: true, force: true });
+      if (!options.keepData) rmSync(dataDir, { recursive: true, force: true });
     },
   };
 }
