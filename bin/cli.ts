@@ -1,0 +1,93 @@
+// The usage-tracker command line. `start` runs a node; the other commands
+// talk to a running node over NATS. Every failure prints one line saying
+// why and exits non-zero.
+
+import { Command, CommanderError, Option } from 'commander';
+import { ConfigError } from '../src/config/load.js';
+import { PriceTableError } from '../src/pricing/price-table.js';
+import { VERSION } from '../src/version.js';
+import { runDemo } from './commands/demo.js';
+import { ingestFile, printSummary, type IngestOptions } from './commands/ingest.js';
+import { start, status } from './commands/node.js';
+import { runQuery } from './commands/query.js';
+
+function connectionOptions(command: Command, what: string): Command {
+  return command
+    .option('-c, --config <file>', `cluster.yml for the NATS servers and subject prefix`)
+    .option('--nats-url <urls>', 'NATS server(s), comma-separated (default: from config, nats://127.0.0.1:4222)')
+    .option('--prefix <prefix>', 'subject prefix (default: from config, usage)')
+    .option('--node <id>', `${what} this node only (default: whichever node answers first)`);
+}
+
+function program(): Command {
+  const cli = new Command('usage-tracker')
+    .description('LLM usage records over NATS: durable, sharded, queryable')
+    .version(VERSION)
+    .showHelpAfterError('(run with --help for usage)')
+    .exitOverride();
+  cli
+    .command('start')
+    .description('start a node (embedded transport by default; serves NATS too when reachable)')
+    .option('-c, --config <file>', 'cluster.yml to load (default: ./cluster.yml when present, else built-in defaults)')
+    .action(start);
+  connectionOptions(cli.command('status').description('ask a running node over NATS for its actor tree'), 'ask')
+    .addOption(new Option('--timeout <ms>', 'how long to wait for an answer').default('3000'))
+    .option('--json', 'print the raw reply as JSON')
+    .action(status);
+  connectionOptions(cli.command('ingest').argument('<file>', 'JSON lines, one usage record a line').description('send a JSON-lines file of usage records to a running node'), 'send to')
+    .addOption(new Option('--batch <n>', 'records per request (1-1000)').default('500'))
+    .addOption(new Option('--concurrency <n>', 'requests in flight').default('4'))
+    .addOption(new Option('--timeout <ms>', 'how long to wait for each answer').default('30000'))
+    .option('--quiet', 'no progress bar')
+    .action(async (file: string, options: IngestOptions) => {
+      const summary = await ingestFile(file, options);
+      printSummary(summary);
+      if (summary.rejected > 0) process.exitCode = 1;
+    });
+  connectionOptions(cli.command('query').description('usage and cost: an aggregate table by default, records with --records'), 'ask')
+    .option('--user <id>', 'only this user')
+    .option('--provider <name>', 'only this provider')
+    .option('--model <name>', 'only this model')
+    .option('--status <status>', 'only success, error, timeout or cancelled')
+    .option('--from <time>', 'from this time, inclusive (epoch ms or ISO 8601)')
+    .option('--to <time>', 'up to this time, exclusive (epoch ms or ISO 8601)')
+    .option('--days <n>', 'the last n days (sets --from)')
+    .option('--group-by <keys>', 'comma-separated: user_id, provider, model, day, hour')
+    .option('--metrics <names>', 'comma-separated: count, input_tokens, output_tokens, tokens, cost, latency_p50, latency_p95')
+    .option('--records', 'list records instead of aggregating')
+    .option('--limit <n>', 'records per page (with --records, 1-1000)')
+    .option('--cursor <cursor>', 'the next page (with --records)')
+    .addOption(new Option('--timeout <ms>', 'how long to wait for the answer').default('10000'))
+    .option('--json', 'print the raw reply as JSON')
+    .action(async (options) => {
+      process.stdout.write(await runQuery(options));
+    });
+  connectionOptions(cli.command('demo').description('send realistic traffic to a running node, then show what it stored'), 'send to')
+    .addOption(new Option('--records <n>', 'how many records').default('20000'))
+    .addOption(new Option('--users <n>', 'how many users').default('200'))
+    .addOption(new Option('--days <n>', 'spread over the last n days').default('1'))
+    .addOption(new Option('--rate <n>', 'records per second').default('5000'))
+    .option('--seed <n>', 'generator seed (default: from the clock, so each demo adds new records)')
+    .addOption(new Option('--timeout <ms>', 'how long to wait for each answer').default('30000'))
+    .action(async (options) => {
+      process.stdout.write(await runDemo(options));
+    });
+  return cli;
+}
+
+async function main(argv: string[]): Promise<void> {
+  try {
+    await program().parseAsync(argv);
+  } catch (error) {
+    if (error instanceof CommanderError) {
+      process.exitCode = error.exitCode;
+      return;
+    }
+    const whole = error instanceof ConfigError || error instanceof PriceTableError;
+    const message = whole ? (error as Error).message : error instanceof Error ? error.message.split('\n')[0] : String(error);
+    process.stderr.write(`usage-tracker: ${message}\n`);
+    process.exitCode = 1;
+  }
+}
+
+await main(process.argv);
