@@ -16,6 +16,7 @@ import { matches } from '../query/filter.js';
 import { readManifest, writeManifest, type ShardManifest } from './manifest.js';
 import { partitionName, readPartition, writePartition, type PartitionEntry } from './partition-file.js';
 import { ColumnIndex, type RowView } from './columns.js';
+import { IdIndex } from './id-index.js';
 import { recoverShard } from './recover.js';
 import { encodeFrame, segmentName, WalWriter } from './wal.js';
 
@@ -55,7 +56,7 @@ export class ShardStore {
   readonly memSeq = new Map<string, number>();
   /** Ids of the memtable by user, so a user's query does not scan every unsealed record. */
   private readonly memByUser = new Map<string, Set<string>>();
-  readonly index = new Map<string, number>();
+  readonly index = new IdIndex();
   readonly columns: ColumnIndex;
   /** First column row of each sealed file, in manifest order. */
   private readonly fileRows: number[] = [];
