@@ -1,6 +1,6 @@
 // `npm run bench`: every benchmark of DESIGN §9 that exists so far, each
 // beside a baseline measured in the same run, printed as one table.
-// BENCH_SECONDS sets the measured time per row (default 3); BENCH_ONLY=kernel,storage
+// BENCH_SECONDS sets the measured time per row (default 3); BENCH_ONLY=kernel,ingest,dataset,restart
 // picks groups; BENCH_RECORDS, BENCH_USERS and BENCH_RESTART_RECORDS size the
 // dataset (5M, 10k, 1M by default).
 
@@ -13,13 +13,13 @@ const natsUrl = process.env.USAGE_TRACKER_NATS_URL ?? 'nats://127.0.0.1:4222';
 const durationMs = Math.round(Number(process.env.BENCH_SECONDS ?? 3) * 1000);
 
 const postgresUrl = process.env.USAGE_TRACKER_BENCH_POSTGRES_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
-const only = new Set((process.env.BENCH_ONLY ?? 'kernel,storage').split(','));
+const only = new Set((process.env.BENCH_ONLY ?? 'kernel,ingest,dataset,restart').split(','));
 const log = (line: string) => process.stderr.write(`bench: ${line}\n`);
 
 const rows: Row[] = [];
 log(`NATS ${natsUrl}, ${durationMs / 1000} s a row, ${cpus().length} cores ${arch()}, ${Math.round(totalmem() / 2 ** 30)} GiB, node ${process.version}`);
 if (only.has('kernel')) rows.push(...(await kernelBench({ natsUrl, warmupMs: 1000, durationMs, concurrencies: [1, 64] })));
-if (only.has('storage')) {
+if (only.has('ingest') || only.has('dataset') || only.has('restart')) {
   rows.push(
     ...(await storageBench({
       natsUrl,
@@ -28,6 +28,7 @@ if (only.has('storage')) {
       datasetRecords: Number(process.env.BENCH_RECORDS ?? 5_000_000),
       datasetUsers: Number(process.env.BENCH_USERS ?? 10_000),
       restartRecords: Number(process.env.BENCH_RESTART_RECORDS ?? 1_000_000),
+      groups: only,
       log,
     })),
   );

@@ -31,6 +31,8 @@ export interface StorageBenchOptions {
   datasetRecords: number;
   datasetUsers: number;
   restartRecords: number;
+  /** Which parts run: ingest, dataset, restart. */
+  groups: ReadonlySet<string>;
   log: (line: string) => void;
 }
 
@@ -70,6 +72,14 @@ const rowOf = (group: string, name: string, load: string | number, measurement: 
 const none: Measurement = { requests: 0, errors: 0, seconds: 0, perSecond: 0, p50Ms: Number.NaN, p95Ms: Number.NaN, p99Ms: Number.NaN };
 
 export async function storageBench(options: StorageBenchOptions): Promise<Row[]> {
+  const rows: Row[] = [];
+  if (options.groups.has('ingest')) rows.push(...(await ingestBench(options)));
+  if (options.groups.has('dataset')) rows.push(...(await datasetBench(options)));
+  if (options.groups.has('restart')) rows.push(...(await restartBench(options)));
+  return rows;
+}
+
+async function ingestBench(options: StorageBenchOptions): Promise<Row[]> {
   const rows: Row[] = [];
   const run = (call: () => Promise<unknown>, concurrency: number) => closedLoop(call, { concurrency, warmupMs: 500, durationMs: options.durationMs });
   const yaml = 'limits:\n  payload_bytes_max: 4194304\n  mailbox_capacity: 65536\n';
@@ -115,9 +125,6 @@ export async function storageBench(options: StorageBenchOptions): Promise<Row[]>
   await Promise.all([client.drain(), server.drain()]);
   await bench.node.stop();
   rmSync(bench.dataDir, { recursive: true, force: true });
-
-  rows.push(...(await datasetBench(options)));
-  rows.push(...(await restartBench(options)));
   return rows;
 }
 
