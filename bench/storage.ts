@@ -208,6 +208,8 @@ async function datasetBench(options: StorageBenchOptions): Promise<Row[]> {
     if (!reply.ok) throw new Error('query failed');
   };
   for (let i = 0; i < 200; i++) await query();
+  const capacity = await closedLoop(query, { concurrency: 16, warmupMs: 500, durationMs: options.durationMs });
+  rows.push(rowOf('dataset', 'aggregate, one user, 30 days, closed loop (what one node sustains)', 16, capacity));
   const offered = await openLoop(query, { ratePerSecond: 5000, durationMs: options.durationMs });
   rows.push(
     rowOf('dataset', `aggregate, one user, 30 days (${Math.round(offered.offeredPerSecond)}/s sent)`, '5k q/s', offered, { target: 'p95 < 10 ms' }),
