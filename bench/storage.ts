@@ -8,9 +8,12 @@
 //   users, 90 days) at 5k queries/s offered, and the node's RSS;
 // - restart with 1M records in the WAL: time until the node serves again.
 
+import { execFile } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
 import { connect } from '@nats-io/transport-node';
 import pg from 'pg';
 import { decode, encode } from '../protocols/codec.js';
@@ -23,6 +26,7 @@ import { startNode, type UsageNode } from '../supervisors/node.js';
 import { closedLoop, openLoop, type Measurement, type Row } from './measure.js';
 
 const DAY_MS = 86_400_000;
+const execFileAsync = promisify(execFile);
 
 export interface StorageBenchOptions {
   natsUrl: string;
@@ -224,20 +228,17 @@ async function restartBench(options: StorageBenchOptions): Promise<Row[]> {
   const total = options.restartRecords;
   const yaml = 'storage:\n  memtable_records_max: 10000000\n  seal_interval_s: 86400\nlimits:\n  mailbox_capacity: 65536\n';
   const first = await benchNode(options.natsUrl, yaml);
-  options.log(`storage: writing ${total.toLocaleString('en-US')} records to the WAL, then restarting`);
+  options.log(`storage: writing ${total.toLocaleString('en-US')} records to the WAL, then restarting in a fresh process`);
   await load(first, total, 10_000, 1, 2, options.log);
   await first.node.stop();
-  const started = performance.now();
-  const second = await benchNode(options.natsUrl, yaml, { dataDir: first.dataDir, prefix: first.prefix });
-  const subject = subjects(second.prefix).endpoint('query.aggregate');
-  const reply = decode((await second.embedded.request(subject, encode({ metrics: ['count'] }), { timeoutMs: 60_000 })).data) as { ok: boolean; rows: { count: number }[] };
-  const restartMs = performance.now() - started;
-  const count = reply.rows?.[0]?.count ?? 0;
-  await second.node.stop();
+  // A real restart is a new process: measure in one, not in this heap full of the first node's garbage.
+  const child = join(dirname(fileURLToPath(import.meta.url)), 'restart-child.js');
+  const { stdout } = await execFileAsync(process.execPath, [child, first.dataDir, first.prefix, options.natsUrl, yaml], { maxBuffer: 1 << 20 });
+  const { elapsedMs, count } = JSON.parse(stdout.trim().split('\n').at(-1)!) as { elapsedMs: number; count: number };
   rmSync(first.dataDir, { recursive: true, force: true });
   return [
-    rowOf('restart', `restart with ${total.toLocaleString('en-US')} records in the WAL, until serving (${count.toLocaleString('en-US')} found)`, '-', none, {
-      value: `${(restartMs / 1000).toFixed(2)} s`,
+    rowOf('restart', `restart with ${total.toLocaleString('en-US')} records in the WAL, new process until serving (${count.toLocaleString('en-US')} found)`, '-', none, {
+      value: `${(elapsedMs / 1000).toFixed(2)} s`,
       target: '< 5 s',
     }),
   ];
