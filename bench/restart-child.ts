@@ -11,14 +11,8 @@ const { loadConfig } = await import('../src/config/load.js');
 const { silentLogger } = await import('../src/log.js');
 const { EmbeddedTransport } = await import('../src/transport/embedded.js');
 const { startNode } = await import('../supervisors/node.js');
-const env = {
-  USAGE_TRACKER_DATA_DIR: dataDir,
-  USAGE_TRACKER_SUBJECT_PREFIX: prefix,
-  USAGE_TRACKER_NODE_ID: 'bench',
-  USAGE_TRACKER_TRANSPORT: 'nats',
-  USAGE_TRACKER_NATS_URL: natsUrl,
-  USAGE_TRACKER_LOG_LEVEL: 'silent',
-};
+const { benchEnv } = await import('./env.js');
+const env = benchEnv(dataDir, prefix, natsUrl);
 const embedded = new EmbeddedTransport(64 * 1024 * 1024);
 const node = await startNode(loadConfig({ text: yaml, env }), { log: silentLogger, embedded });
 const reply = decode((await embedded.request(subjects(prefix).endpoint('query.aggregate'), encode({ metrics: ['count'] }), { timeoutMs: 120_000 })).data) as {

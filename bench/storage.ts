@@ -23,6 +23,7 @@ import { createGenerator } from '../src/demo/generate.js';
 import { silentLogger } from '../src/log.js';
 import { EmbeddedTransport } from '../src/transport/embedded.js';
 import { startNode, type UsageNode } from '../supervisors/node.js';
+import { benchEnv } from './env.js';
 import { closedLoop, openLoop, type Measurement, type Row } from './measure.js';
 
 const DAY_MS = 86_400_000;
@@ -52,14 +53,7 @@ interface BenchNode {
 async function benchNode(natsUrl: string, yaml: string, reuse?: { dataDir: string; prefix: string }): Promise<BenchNode> {
   const dataDir = reuse?.dataDir ?? mkdtempSync(join(tmpdir(), 'usage-tracker-bench-'));
   const prefix = reuse?.prefix ?? `bench${process.pid}x${Date.now().toString(36)}`;
-  const env = {
-    USAGE_TRACKER_DATA_DIR: dataDir,
-    USAGE_TRACKER_SUBJECT_PREFIX: prefix,
-    USAGE_TRACKER_NODE_ID: 'bench',
-    USAGE_TRACKER_TRANSPORT: 'nats',
-    USAGE_TRACKER_NATS_URL: natsUrl,
-    USAGE_TRACKER_LOG_LEVEL: 'silent',
-  };
+  const env = benchEnv(dataDir, prefix, natsUrl);
   const embedded = new EmbeddedTransport(64 * 1024 * 1024);
   const node = await startNode(loadConfig({ text: yaml, env }), { log: silentLogger, embedded });
   return { node, embedded, prefix, dataDir, yaml, env };

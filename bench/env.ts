@@ -1,0 +1,13 @@
+// The environment a bench node runs with: its own data directory and subject
+// prefix, the NATS transport, no logging.
+
+export function benchEnv(dataDir: string, prefix: string, natsUrl: string): Record<string, string> {
+  return {
+    USAGE_TRACKER_DATA_DIR: dataDir,
+    USAGE_TRACKER_SUBJECT_PREFIX: prefix,
+    USAGE_TRACKER_NODE_ID: 'bench',
+    USAGE_TRACKER_TRANSPORT: 'nats',
+    USAGE_TRACKER_NATS_URL: natsUrl,
+    USAGE_TRACKER_LOG_LEVEL: 'silent',
+  };
+}
