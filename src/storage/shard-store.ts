@@ -106,7 +106,14 @@ export class ShardStore {
       return store;
     }
     const store = new ShardStore(options, read.manifest);
-    const recovered = await recoverShard(store, read.found);
+    let found = read.found;
+    if (!found && (await fs.readdir(store.partitionDir)).every((name) => name.startsWith('.'))) {
+      // A new shard writes its (empty) manifest before it can ever seal, so that later a
+      // missing manifest beside sealed files always means a lost one, never a first seal cut short.
+      await writeManifest(fs, dir, read.manifest);
+      found = true;
+    }
+    const recovered = await recoverShard(store, found);
     if (recovered.corrupt) {
       store.health = { state: 'corrupt', reason: recovered.corrupt };
       options.log.error({ shard: options.shard, reason: recovered.corrupt }, 'shard refuses to serve: corruption found; restore it from a backup');

@@ -276,3 +276,20 @@ t.test('aggregates read the column index: sealed, updated and unsealed records c
   t.equal(afterRestart, 31, 'and after a restart');
   await again.close();
 });
+
+t.test('a first seal cut short before its manifest loses nothing and is not taken for corruption', async (t) => {
+  const dir = tempDir(t);
+  let failManifest = false;
+  const fs = faultyFileSystem(nodeFileSystem, (operation, path) => (failManifest && operation === 'rename' && path.endsWith('metadata.json') ? 'EIO' : undefined));
+  const store = await open(dir, fs);
+  await writeAll(store, [newRecord(1), newRecord(2)]);
+  failManifest = true;
+  await t.rejects(store.seal(), { code: 'EIO' }, 'the seal fails at its manifest');
+  t.ok(readdirSync(join(dir, 'partitions')).length > 0, 'its partition files were written');
+  failManifest = false;
+  const reopened = await open(dir);
+  t.equal(reopened.health.state, 'serving');
+  t.same((await collect(reopened)).map((r) => r.id), ['rec-1', 'rec-2'], 'the WAL still had every record');
+  t.same(readdirSync(join(dir, 'partitions')), [], 'the unlisted files of the cut seal are gone');
+  await reopened.close();
+});
