@@ -1,12 +1,11 @@
 // The endpoint handlers of protocol v1 on this node. Each validates its
-// request fully before anything is asked of an actor. Endpoints whose actors
-// this node does not run answer E_UNAVAILABLE and say which component is
-// missing; they never pretend to have stored or found anything.
+// request fully before anything is asked of an actor; ingest bodies are
+// validated by the IngestActor itself, record by record.
 
 import { ProtocolError } from '../protocols/errors.js';
 import type { ProtocolLimits } from '../protocols/limits.js';
 import { recordValidator } from '../protocols/record.js';
-import { parseIngest, requestSchemas, validateRequest } from '../protocols/requests.js';
+import { requestSchemas, validateRequest } from '../protocols/requests.js';
 import type { EndpointHandlers, EndpointReply } from './gateway.js';
 import type { StorageApi } from './storage-api.js';
 
@@ -15,14 +14,10 @@ export interface EndpointDependencies {
   now: () => number;
   /** The node's status reply (tree and facts). */
   status: () => Record<string, unknown>;
-  /** Hands a decoded ingest body to an IngestActor; absent when this node runs none. */
-  ingest?: (body: unknown) => Promise<EndpointReply>;
-  /** Reads and updates over the shards; absent when this node has no storage. */
-  storage?: StorageApi;
-}
-
-function unavailable(component: string): ProtocolError {
-  return new ProtocolError('E_UNAVAILABLE', `${component} is not running on this node`);
+  /** Hands a decoded ingest body to an IngestActor. */
+  ingest: (body: unknown) => Promise<EndpointReply>;
+  /** Reads and updates over the shards. */
+  storage: StorageApi;
 }
 
 export function endpointHandlers(deps: EndpointDependencies): EndpointHandlers {
@@ -34,20 +29,10 @@ export function endpointHandlers(deps: EndpointDependencies): EndpointHandlers {
     return result.value;
   };
   return {
-    ingest(body) {
-      if (deps.ingest) return deps.ingest(body);
-      const items = parseIngest(body, validator, deps.limits);
-      const results = items.map((item) => {
-        const error = item.ok ? unavailable('shard storage') : item.error;
-        const id = item.ok ? item.record.id : item.id;
-        return { index: item.index, ...(id !== undefined ? { id } : {}), status: 'rejected', error: error.toBody() };
-      });
-      return { ok: true, results } satisfies EndpointReply;
-    },
+    ingest: (body) => deps.ingest(body),
     'record.get'(body) {
       const request = check(schemas.recordGet, body);
-      if (deps.storage) return deps.storage.get(request.id, request.user_id);
-      throw unavailable('shard storage');
+      return deps.storage.get(request.id, request.user_id);
     },
     'record.update'(body) {
       const request = check(schemas.recordUpdate, body);
@@ -56,18 +41,15 @@ export function endpointHandlers(deps: EndpointDependencies): EndpointHandlers {
         const { field } = patch.error;
         throw field ? new ProtocolError('E_VALIDATION', `patch.${patch.error.message}`, { field: `patch.${field}` }) : patch.error;
       }
-      if (deps.storage) return deps.storage.update(request.id, request.user_id, request.expected_version, patch.value);
-      throw unavailable('shard storage');
+      return deps.storage.update(request.id, request.user_id, request.expected_version, patch.value);
     },
     'query.records'(body) {
       const query = check(schemas.queryRecords, body);
-      if (deps.storage) return deps.storage.records(query);
-      throw unavailable('shard storage');
+      return deps.storage.records(query);
     },
     'query.aggregate'(body) {
       const query = check(schemas.queryAggregate, body);
-      if (deps.storage) return deps.storage.aggregate(query);
-      throw unavailable('shard storage');
+      return deps.storage.aggregate(query);
     },
     'admin.status'(body) {
       check(schemas.adminStatus, body);

@@ -6,11 +6,9 @@
 // record has a newer version elsewhere is marked dead. Always rebuildable
 // from the sealed files.
 
-import type { CostSource, RecordStatus, StoredRecord } from '../../protocols/record.js';
-import { RECORD_STATUSES } from '../../protocols/record.js';
+import { COST_SOURCES, RECORD_STATUSES, type CostSource, type RecordStatus, type StoredRecord } from '../../protocols/record.js';
 import type { QueryFilters } from '../../protocols/requests.js';
 
-const COST_SOURCES: readonly CostSource[] = ['client', 'price_table', 'unknown'];
 const INITIAL_ROWS = 1024;
 
 /** Strings to small integers and back. */
