@@ -42,32 +42,36 @@ export async function recoverShard(store: ShardStore, manifestFound: boolean): P
   const segments = (await fs.readdir(store.walDir))
     .filter((name) => segmentFirstSeq(name) !== undefined)
     .sort();
-  // Every segment is read and checked before anything is changed on disk or in memory.
-  const scans = [];
+  // Every segment is read and checked before anything is changed on disk. Entries go
+  // to the memtable as they are read: if a later segment turns out corrupt, the
+  // shard refuses to serve and that memory is never used.
+  const torn: { name: string; validBytes: number; droppedBytes: number }[] = [];
   let lastSeq = store.manifest.sealed_seq;
   for (const [position, name] of segments.entries()) {
-    const scan = scanSegment(await fs.readFile(join(store.walDir, name)));
+    let outOfOrder: string | undefined;
+    const scan = scanSegment(await fs.readFile(join(store.walDir, name)), (entry) => {
+      if (outOfOrder !== undefined || entry.seq <= store.manifest.sealed_seq) return;
+      if (entry.seq <= lastSeq) {
+        outOfOrder = `WAL ${name}: sequence ${entry.seq} after ${lastSeq}`;
+        return;
+      }
+      lastSeq = entry.seq;
+      store.putMem(entry.record, entry.seq);
+    });
+    if (outOfOrder !== undefined) return { corrupt: outOfOrder, tornBytes: 0 };
     if (scan.tail.kind === 'corrupt') return { corrupt: `WAL ${name}: ${scan.tail.reason} at byte ${scan.tail.offset}`, tornBytes: 0 };
     if (scan.tail.kind === 'torn' && position !== segments.length - 1) {
       return { corrupt: `WAL ${name}: damaged frame at byte ${scan.validBytes} with a later segment after it`, tornBytes: 0 };
     }
-    for (const entry of scan.entries) {
-      if (entry.seq <= store.manifest.sealed_seq) continue;
-      if (entry.seq <= lastSeq) return { corrupt: `WAL ${name}: sequence ${entry.seq} after ${lastSeq}`, tornBytes: 0 };
-      lastSeq = entry.seq;
-    }
-    scans.push({ name, scan });
+    if (scan.tail.kind === 'torn') torn.push({ name, validBytes: scan.validBytes, droppedBytes: scan.tail.droppedBytes });
   }
   let tornBytes = 0;
-  for (const { name, scan } of scans) {
-    if (scan.tail.kind === 'torn') {
-      tornBytes = scan.tail.droppedBytes;
-      const handle = await fs.open(join(store.walDir, name), 'append');
-      await handle.truncate(scan.validBytes);
-      await handle.datasync();
-      await handle.close();
-    }
-    for (const entry of scan.entries) if (entry.seq > store.manifest.sealed_seq) store.putMem(entry.record, entry.seq);
+  for (const { name, validBytes, droppedBytes } of torn) {
+    tornBytes = droppedBytes;
+    const handle = await fs.open(join(store.walDir, name), 'append');
+    await handle.truncate(validBytes);
+    await handle.datasync();
+    await handle.close();
   }
   store.nextSeq = lastSeq + 1;
   const segment = segments.at(-1);

@@ -3,7 +3,8 @@
 // acknowledged. Format (docs/durability.md):
 //
 //   frame   = length (u32 LE) | crc32 of length bytes then payload (u32 LE) | payload
-//   payload = msgpack map {seq, op, record}
+//   payload = binary entry (record-codec.ts; first byte 0x01), written since format 2,
+//             or msgpack map {seq, op, record} (first byte 0x83), still read
 //
 // Reading a segment stops at the first bad frame. A torn tail is the writer
 // dying mid-write: a bad frame after which no valid frame starts anywhere
@@ -15,6 +16,7 @@ import { crc32 } from 'node:zlib';
 import { Packr } from 'msgpackr';
 import type { StoredRecord } from '../../protocols/record.js';
 import type { FileHandlePort, FileSystem } from '../ports/fs.js';
+import { BINARY_ENTRY_TAG, decodeEntry, encodeEntryInto } from './record-codec.js';
 
 export const FRAME_HEADER_BYTES = 8;
 /** A frame larger than this is never written, so reading one means damage. */
@@ -34,14 +36,27 @@ function frameChecksum(frame: Uint8Array, offset: number, length: number): numbe
 }
 
 export function encodeFrame(entry: WalEntry): Uint8Array {
+  const { buffer, end } = encodeEntryInto(FRAME_HEADER_BYTES, entry.seq, entry.record);
+  const length = end - FRAME_HEADER_BYTES;
+  if (length > FRAME_PAYLOAD_MAX) throw new RangeError(`WAL entry of ${length} bytes exceeds ${FRAME_PAYLOAD_MAX}`);
+  buffer.writeUInt32LE(length, 0);
+  buffer.writeUInt32LE(frameChecksum(buffer, 0, length), 4);
+  return new Uint8Array(buffer.subarray(0, end));
+}
+
+/** Frames as format 1 wrote them (a msgpack map), for tests of the reader's compatibility. */
+export function encodeLegacyFrame(entry: WalEntry): Uint8Array {
   const payload = packr.pack(entry);
-  if (payload.byteLength > FRAME_PAYLOAD_MAX) throw new RangeError(`WAL entry of ${payload.byteLength} bytes exceeds ${FRAME_PAYLOAD_MAX}`);
   const frame = new Uint8Array(FRAME_HEADER_BYTES + payload.byteLength);
   const view = new DataView(frame.buffer);
   view.setUint32(0, payload.byteLength, true);
   frame.set(payload, FRAME_HEADER_BYTES);
   view.setUint32(4, frameChecksum(frame, 0, payload.byteLength), true);
   return frame;
+}
+
+function decodePayload(bytes: Uint8Array, view: DataView, start: number, end: number): WalEntry {
+  return bytes[start] === BINARY_ENTRY_TAG ? decodeEntry(bytes, start, end, view) : (packr.unpack(bytes.subarray(start, end)) as WalEntry);
 }
 
 /** Whether a whole, valid frame starts at `offset`. */
@@ -74,7 +89,12 @@ function onlyZeros(bytes: Uint8Array, from: number): boolean {
   return true;
 }
 
-export function scanSegment(bytes: Uint8Array): SegmentScan {
+/**
+ * Reads a segment's frames up to the first bad one. With `visit`, each entry
+ * is handed over as it is decoded and `entries` stays empty, so a replay of
+ * a large WAL holds no list of wrappers; a throw from `visit` stops the scan.
+ */
+export function scanSegment(bytes: Uint8Array, visit?: (entry: WalEntry) => void): SegmentScan {
   const entries: WalEntry[] = [];
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   let offset = 0;
@@ -95,12 +115,13 @@ export function scanSegment(bytes: Uint8Array): SegmentScan {
     if (frameChecksum(bytes, offset, length) !== view.getUint32(offset + 4, true)) return bad('checksum mismatch');
     let entry: WalEntry;
     try {
-      entry = packr.unpack(bytes.subarray(offset + FRAME_HEADER_BYTES, frameEnd)) as WalEntry;
+      entry = decodePayload(bytes, view, offset + FRAME_HEADER_BYTES, frameEnd);
     } catch (error) {
       return bad(`undecodable entry: ${(error as Error).message}`);
     }
     if (!entry || typeof entry.seq !== 'number' || entry.op !== 'put' || !entry.record) return bad('malformed entry');
-    entries.push(entry);
+    if (visit) visit(entry);
+    else entries.push(entry);
     offset = frameEnd;
   }
   return { entries, validBytes: offset, tail: { kind: 'clean' } };

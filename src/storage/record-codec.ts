@@ -1,0 +1,217 @@
+// The binary form of a stored record inside a WAL frame (docs/durability.md,
+// "WAL entry, binary form"). It replaces a msgpack map because the WAL is
+// written once per record on the ingest path and read whole at every
+// restart: a fixed field order with a presence mask needs no key strings,
+// encodes into one reused buffer and decodes without a generic map reader.
+//
+//   entry   = tag 0x01 | op u8 (1 = put) | seq f64 | mask u32 | fields in FIELDS order, present ones only
+//   string  = byte length u16 | UTF-8 bytes
+//   number  = f64
+//   msgpack = byte length u32 | msgpack (metadata; `extra`: fields not in FIELDS, as one map)
+//
+// All integers little-endian. A field whose value does not have its kind
+// (say a future field, or null) travels in `extra`, so the codec never
+// loses a field. Decoding checks every length against the frame and throws
+// on anything malformed; the WAL reader turns that into "corrupt".
+
+import { Packr } from 'msgpackr';
+import type { StoredRecord } from '../../protocols/record.js';
+
+export const BINARY_ENTRY_TAG = 0x01;
+const OP_PUT = 1;
+
+type Kind = 's' | 'n' | 'm';
+const FIELDS: readonly (readonly [name: string, kind: Kind])[] = [
+  ['id', 's'],
+  ['ts', 'n'],
+  ['user_id', 's'],
+  ['provider', 's'],
+  ['model', 's'],
+  ['input_tokens', 'n'],
+  ['output_tokens', 'n'],
+  ['cached_tokens', 'n'],
+  ['cost_usd', 'n'],
+  ['latency_ms', 'n'],
+  ['status', 's'],
+  ['error_code', 's'],
+  ['session_id', 's'],
+  ['campaign_id', 's'],
+  ['operation', 's'],
+  ['metadata', 'm'],
+  ['version', 'n'],
+  ['shard', 'n'],
+  ['ingested_at', 'n'],
+  ['cost_source', 's'],
+];
+const EXTRA_BIT = 1 << FIELDS.length;
+const KNOWN = new Set(FIELDS.map(([name]) => name));
+const STRING_BYTES_MAX = 0xffff;
+
+const packr = new Packr({ useRecords: false, mapsAsObjects: true, int64AsType: 'number' });
+
+let scratch = Buffer.allocUnsafe(64 * 1024);
+
+function ensure(offset: number, more: number): void {
+  if (offset + more <= scratch.length) return;
+  const grown = Buffer.allocUnsafe(Math.max(scratch.length * 2, offset + more));
+  scratch.copy(grown, 0, 0, offset);
+  scratch = grown;
+}
+
+function hasKind(value: unknown, kind: Kind): boolean {
+  if (kind === 's') return typeof value === 'string';
+  if (kind === 'n') return typeof value === 'number';
+  return value !== null && typeof value === 'object' && !Array.isArray(value);
+}
+
+function writeString(offset: number, value: string, name: string): number {
+  ensure(offset, 2 + value.length * 3);
+  const start = offset + 2;
+  const count = value.length;
+  // Most strings are short ASCII: copied in a loop, they skip a native call each.
+  let at = 0;
+  if (count <= 64) {
+    for (; at < count; at++) {
+      const code = value.charCodeAt(at);
+      if (code >= 0x80) break;
+      scratch[start + at] = code;
+    }
+  }
+  const length = at === count ? count : scratch.write(value, start, 'utf8');
+  if (length > STRING_BYTES_MAX) throw new RangeError(`WAL entry: field ${name} is ${length} bytes, more than ${STRING_BYTES_MAX}`);
+  scratch.writeUInt16LE(length, offset);
+  return offset + 2 + length;
+}
+
+function writePacked(offset: number, value: unknown): number {
+  const bytes = packr.pack(value);
+  ensure(offset, 4 + bytes.length);
+  scratch.writeUInt32LE(bytes.length, offset);
+  scratch.set(bytes, offset + 4);
+  return offset + 4 + bytes.length;
+}
+
+/**
+ * Writes the entry at `start` of a shared scratch buffer and returns the
+ * buffer with the end offset; the caller copies the bytes out before the
+ * next call.
+ */
+export function encodeEntryInto(start: number, seq: number, record: StoredRecord): { buffer: Buffer; end: number } {
+  const source = record as unknown as Record<string, unknown>;
+  ensure(start, 14);
+  scratch[start] = BINARY_ENTRY_TAG;
+  scratch[start + 1] = OP_PUT;
+  scratch.writeDoubleLE(seq, start + 2);
+  const maskAt = start + 10;
+  let offset = start + 14;
+  let mask = 0;
+  let extra: Record<string, unknown> | undefined;
+  for (let index = 0; index < FIELDS.length; index++) {
+    const [name, kind] = FIELDS[index]!;
+    const value = source[name];
+    if (value === undefined) continue;
+    if (!hasKind(value, kind)) {
+      (extra ??= {})[name] = value;
+      continue;
+    }
+    mask |= 1 << index;
+    if (kind === 'n') {
+      ensure(offset, 8);
+      scratch.writeDoubleLE(value as number, offset);
+      offset += 8;
+    } else if (kind === 's') {
+      offset = writeString(offset, value as string, name);
+    } else {
+      offset = writePacked(offset, value);
+    }
+  }
+  for (const name in source) {
+    if (!KNOWN.has(name) && source[name] !== undefined) (extra ??= {})[name] = source[name];
+  }
+  if (extra) {
+    mask |= EXTRA_BIT;
+    offset = writePacked(offset, extra);
+  }
+  scratch.writeUInt32LE(mask, maskAt);
+  return { buffer: scratch, end: offset };
+}
+
+/** Short ASCII strings are built from this reused array of char codes, without a native call. */
+const UNITS_MAX = 48;
+const unitsOfLength: number[][] = Array.from({ length: UNITS_MAX + 1 }, (_, length) => new Array<number>(length).fill(0));
+const utf8 = new TextDecoder('utf-8', { fatal: true });
+
+/** Reads one entry from `bytes[offset, end)`; `view` covers the same memory as `bytes`. */
+class Reader {
+  constructor(
+    readonly bytes: Uint8Array,
+    readonly view: DataView,
+    public offset: number,
+    readonly end: number,
+  ) {}
+
+  take(count: number): number {
+    const at = this.offset;
+    if (at + count > this.end) throw new RangeError(`entry ends ${at + count - this.end} bytes early`);
+    this.offset = at + count;
+    return at;
+  }
+
+  number(): number {
+    return this.view.getFloat64(this.take(8), true);
+  }
+
+  string(): string {
+    const length = this.view.getUint16(this.take(2), true);
+    const at = this.take(length);
+    if (length <= UNITS_MAX) {
+      const bytes = this.bytes;
+      const units = unitsOfLength[length]!;
+      let i = 0;
+      for (; i < length; i++) {
+        const byte = bytes[at + i]!;
+        if (byte >= 0x80) break;
+        units[i] = byte;
+      }
+      if (i === length) return String.fromCharCode.apply(null, units);
+    }
+    return utf8.decode(this.bytes.subarray(at, at + length));
+  }
+
+  packed(): unknown {
+    const length = this.view.getUint32(this.take(4), true);
+    const at = this.take(length);
+    return packr.unpack(this.bytes.subarray(at, at + length));
+  }
+}
+
+/**
+ * Decodes the binary entry in `bytes[start, end)` (`view` over the same
+ * memory, so a whole segment is read without a view per entry); throws on
+ * anything malformed.
+ */
+export function decodeEntry(bytes: Uint8Array, start = 0, end = bytes.length, view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength)): { seq: number; op: 'put'; record: StoredRecord } {
+  const reader = new Reader(bytes, view, start, end);
+  const header = reader.take(14);
+  if (bytes[header] !== BINARY_ENTRY_TAG) throw new RangeError(`not a binary entry (tag ${bytes[header]})`);
+  if (bytes[header + 1] !== OP_PUT) throw new RangeError(`unknown operation ${bytes[header + 1]}`);
+  const seq = view.getFloat64(header + 2, true);
+  const mask = view.getUint32(header + 10, true);
+  if (mask >>> (FIELDS.length + 1) !== 0) throw new RangeError(`unknown field bits in mask ${mask}`);
+  const record: Record<string, unknown> = {};
+  for (let index = 0; index < FIELDS.length; index++) {
+    if (((mask >>> index) & 1) === 0) continue;
+    const [name, kind] = FIELDS[index]!;
+    if (kind === 'n') record[name] = reader.number();
+    else if (kind === 's') record[name] = reader.string();
+    else record[name] = reader.packed();
+  }
+  if ((mask & EXTRA_BIT) !== 0) {
+    const extra = reader.packed();
+    if (extra === null || typeof extra !== 'object' || Array.isArray(extra)) throw new RangeError('extra fields are not a map');
+    for (const [name, value] of Object.entries(extra)) if (!KNOWN.has(name) || !(name in record)) record[name] = value;
+  }
+  if (reader.offset !== end) throw new RangeError(`${end - reader.offset} bytes after the entry`);
+  if (!Number.isSafeInteger(seq) || seq < 1) throw new RangeError(`bad sequence ${seq}`);
+  return { seq, op: 'put', record: record as unknown as StoredRecord };
+}
