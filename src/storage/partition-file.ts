@@ -44,24 +44,22 @@ export async function writePartition(
   dir: string,
   name: string,
   day: string,
-  records: readonly StoredRecord[],
-  seqOf: (record: StoredRecord) => number,
+  slots: readonly { record: StoredRecord; seq: number }[],
 ): Promise<PartitionEntry> {
-  const text = records.map((record) => JSON.stringify(record)).join('\n') + '\n';
+  const text = slots.map((slot) => JSON.stringify(slot.record)).join('\n') + '\n';
   const bytes = new Uint8Array(await gzip(text, { level: 6 }));
   await writeFileAtomic(fs, join(dir, name), bytes);
   let minSeq = Infinity;
   let maxSeq = -Infinity;
   let minTs = Infinity;
   let maxTs = -Infinity;
-  for (const record of records) {
-    const seq = seqOf(record);
+  for (const { record, seq } of slots) {
     minSeq = Math.min(minSeq, seq);
     maxSeq = Math.max(maxSeq, seq);
     minTs = Math.min(minTs, record.ts);
     maxTs = Math.max(maxTs, record.ts);
   }
-  return { name, day, records: records.length, bytes: bytes.byteLength, sha256: sha256(bytes), min_seq: minSeq, max_seq: maxSeq, min_ts: minTs, max_ts: maxTs };
+  return { name, day, records: slots.length, bytes: bytes.byteLength, sha256: sha256(bytes), min_seq: minSeq, max_seq: maxSeq, min_ts: minTs, max_ts: maxTs };
 }
 
 /** Reads and verifies a sealed partition. Throws PartitionCorrupt on a checksum, gzip or JSON failure. */

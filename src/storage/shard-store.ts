@@ -51,11 +51,17 @@ export const dayOf = (ts: number) => new Date(ts).toISOString().slice(0, 10);
 /** Most records in one sealed file. */
 export const SEALED_FILE_RECORDS_MAX = 20_000;
 
+/** An unsealed record and the WAL sequence of its newest version; updated in place. */
+export interface MemSlot {
+  record: StoredRecord;
+  seq: number;
+}
+
 export class ShardStore {
-  readonly memtable = new Map<string, StoredRecord>();
-  readonly memSeq = new Map<string, number>();
-  /** Ids of the memtable by user, so a user's query does not scan every unsealed record. */
-  private readonly memByUser = new Map<string, Set<string>>();
+  /** The unsealed records by id. */
+  readonly memtable = new Map<string, MemSlot>();
+  /** The same slots by user, so a user's query does not scan every unsealed record. */
+  private readonly memByUser = new Map<string, MemSlot[]>();
   readonly index = new IdIndex();
   readonly columns: ColumnIndex;
   /** First column row of each sealed file, in manifest order. */
@@ -144,7 +150,7 @@ export class ShardStore {
       const location = this.index.get(record.id);
       if (location !== undefined) {
         results.push({ status: 'duplicate', version: versionOf(location) });
-        if (rowOf(location) === 0) waitSeq = Math.max(waitSeq, this.memSeq.get(record.id) ?? 0);
+        if (rowOf(location) === 0) waitSeq = Math.max(waitSeq, this.memtable.get(record.id)?.seq ?? 0);
         continue;
       }
       const seq = this.nextSeq++;
@@ -164,25 +170,25 @@ export class ShardStore {
   /** The newest version goes to the memtable; a sealed older copy stops counting. */
   putMem(record: StoredRecord, seq: number): void {
     const previous = this.index.get(record.id);
-    if (previous !== undefined && rowOf(previous) !== 0) this.columns.kill(rowOf(previous));
-    this.memtable.set(record.id, record);
-    this.memSeq.set(record.id, seq);
     this.index.set(record.id, pack(record.version, 0));
-    let ids = this.memByUser.get(record.user_id);
-    if (!ids) this.memByUser.set(record.user_id, (ids = new Set()));
-    ids.add(record.id);
-  }
-
-  /** The memtable's records that may match: one user's, or all. */
-  private *memCandidates(filters: QueryFilters): Generator<StoredRecord> {
-    if (filters.user_id === undefined) {
-      yield* this.memtable.values();
+    if (previous !== undefined && rowOf(previous) !== 0) this.columns.kill(rowOf(previous));
+    const slot = previous !== undefined && rowOf(previous) === 0 ? this.memtable.get(record.id) : undefined;
+    if (slot) {
+      slot.record = record;
+      slot.seq = seq;
       return;
     }
-    for (const id of this.memByUser.get(filters.user_id) ?? []) {
-      const record = this.memtable.get(id);
-      if (record) yield record;
-    }
+    const fresh: MemSlot = { record, seq };
+    this.memtable.set(record.id, fresh);
+    const slots = this.memByUser.get(record.user_id);
+    if (slots) slots.push(fresh);
+    else this.memByUser.set(record.user_id, [fresh]);
+  }
+
+  /** The memtable's slots that may match: one user's, or all. */
+  private memCandidates(filters: QueryFilters): Iterable<MemSlot> {
+    if (filters.user_id === undefined) return this.memtable.values();
+    return this.memByUser.get(filters.user_id) ?? [];
   }
 
   /** The current version of a record, if durable and owned by `userId`. */
@@ -192,8 +198,8 @@ export class ShardStore {
     if (location === undefined) return undefined;
     let record: StoredRecord | undefined;
     if (rowOf(location) === 0) {
-      await writer.whenDurable(this.memSeq.get(id) ?? 0);
-      record = this.memtable.get(id);
+      await writer.whenDurable(this.memtable.get(id)?.seq ?? 0);
+      record = this.memtable.get(id)?.record;
     } else {
       record = (await this.loadFile(this.fileOfRow(rowOf(location)))).get(id);
     }
@@ -228,8 +234,8 @@ export class ShardStore {
   async *scan(filters: QueryFilters): AsyncGenerator<StoredRecord> {
     this.requireServing();
     const durable = this.durableSeq;
-    for (const record of this.memCandidates(filters)) {
-      if ((this.memSeq.get(record.id) ?? Infinity) <= durable && matches(record, filters)) yield record;
+    for (const slot of this.memCandidates(filters)) {
+      if (slot.seq <= durable && matches(slot.record, filters)) yield slot.record;
     }
     for (const fileIndex of this.candidateFiles(filters)) {
       const first = this.fileRows[fileIndex]!;
@@ -252,8 +258,8 @@ export class ShardStore {
   aggregate(filters: QueryFilters, add: (record: StoredRecord) => void): void {
     this.requireServing();
     const durable = this.durableSeq;
-    for (const record of this.memCandidates(filters)) {
-      if ((this.memSeq.get(record.id) ?? Infinity) <= durable && matches(record, filters)) add(record);
+    for (const slot of this.memCandidates(filters)) {
+      if (slot.seq <= durable && matches(slot.record, filters)) add(slot.record);
     }
     this.columns.scan(filters, add as (row: RowView) => void);
   }
@@ -326,23 +332,23 @@ export class ShardStore {
     if (this.memtable.size === 0) return { files: 0, records: 0 };
     const sealedSeq = this.nextSeq - 1;
     await writer.whenDurable(sealedSeq);
-    const byDay = new Map<string, StoredRecord[]>();
-    for (const record of this.memtable.values()) {
-      const day = dayOf(record.ts);
+    const byDay = new Map<string, MemSlot[]>();
+    for (const slot of this.memtable.values()) {
+      const day = dayOf(slot.record.ts);
       const list = byDay.get(day);
-      if (list) list.push(record);
-      else byDay.set(day, [record]);
+      if (list) list.push(slot);
+      else byDay.set(day, [slot]);
     }
     const entries: PartitionEntry[] = [];
     const parts: StoredRecord[][] = [];
-    for (const [day, records] of [...byDay].sort(([a], [b]) => a.localeCompare(b))) {
+    for (const [day, slots] of [...byDay].sort(([a], [b]) => a.localeCompare(b))) {
       let n = this.manifest.files.filter((file) => file.day === day).length;
       // Files stay small enough to be cached whole and read quickly by record.get.
-      for (let start = 0; start < records.length; start += SEALED_FILE_RECORDS_MAX) {
-        const part = records.slice(start, start + SEALED_FILE_RECORDS_MAX);
+      for (let start = 0; start < slots.length; start += SEALED_FILE_RECORDS_MAX) {
+        const part = slots.slice(start, start + SEALED_FILE_RECORDS_MAX);
         n++;
-        entries.push(await writePartition(this.options.fs, this.partitionDir, partitionName(day, n), day, part, (record) => this.memSeq.get(record.id) ?? 0));
-        parts.push(part);
+        entries.push(await writePartition(this.options.fs, this.partitionDir, partitionName(day, n), day, part));
+        parts.push(part.map((slot) => slot.record));
       }
     }
     const manifest: ShardManifest = { ...this.manifest, sealed_seq: sealedSeq, files: [...this.manifest.files, ...entries] };
@@ -352,7 +358,6 @@ export class ShardStore {
     entries.forEach((_entry, offset) => this.indexFile(firstNew + offset, parts[offset]!));
     const sealedRecords = this.memtable.size;
     this.memtable.clear();
-    this.memSeq.clear();
     this.memByUser.clear();
     await this.rollWal();
     return { files: entries.length, records: sealedRecords };
