@@ -18,7 +18,7 @@ import { partitionName, readPartition, writePartition, type PartitionEntry } fro
 import { ColumnIndex, type RowView } from './columns.js';
 import { IdIndex } from './id-index.js';
 import { recoverShard } from './recover.js';
-import { encodeFrame, segmentName, WalWriter } from './wal.js';
+import { encodeFrames, segmentName, WalWriter, type WalEntry } from './wal.js';
 
 export interface ShardOptions {
   dir: string;
@@ -143,7 +143,7 @@ export class ShardStore {
   /** Applies new records in memory and to the WAL. Acknowledge only when `durable` resolves. */
   write(records: readonly NewRecord[]): { results: WriteResult[]; durable: Promise<void> } {
     const writer = this.requireServing();
-    const frames: Uint8Array[] = [];
+    const entries: WalEntry[] = [];
     const results: WriteResult[] = [];
     let waitSeq = 0;
     for (const record of records) {
@@ -158,12 +158,12 @@ export class ShardStore {
       const stored = record as StoredRecord;
       stored.version = 1;
       stored.shard = this.options.shard;
-      frames.push(encodeFrame({ seq, op: 'put', record: stored }));
+      entries.push({ seq, op: 'put', record: stored });
       this.putMem(stored, seq);
       results.push({ status: 'stored', version: 1 });
       waitSeq = seq;
     }
-    const durable = frames.length > 0 ? writer.append(frames, this.nextSeq - 1) : writer.whenDurable(waitSeq);
+    const durable = entries.length > 0 ? writer.append([encodeFrames(entries)], this.nextSeq - 1) : writer.whenDurable(waitSeq);
     return { results, durable };
   }
 
@@ -225,7 +225,7 @@ export class ShardStore {
     const next = { ...current, ...patch, version: current.version + 1 } as StoredRecord;
     if (patch.cost_usd !== undefined) next.cost_source = 'client';
     const seq = this.nextSeq++;
-    const durable = writer.append([encodeFrame({ seq, op: 'put', record: next })], seq);
+    const durable = writer.append([encodeFrames([{ seq, op: 'put', record: next }])], seq);
     this.putMem(next, seq);
     return { record: next, durable };
   }

@@ -36,12 +36,23 @@ function frameChecksum(frame: Uint8Array, offset: number, length: number): numbe
 }
 
 export function encodeFrame(entry: WalEntry): Uint8Array {
-  const { buffer, end } = encodeEntryInto(FRAME_HEADER_BYTES, entry.seq, entry.record);
-  const length = end - FRAME_HEADER_BYTES;
-  if (length > FRAME_PAYLOAD_MAX) throw new RangeError(`WAL entry of ${length} bytes exceeds ${FRAME_PAYLOAD_MAX}`);
-  buffer.writeUInt32LE(length, 0);
-  buffer.writeUInt32LE(frameChecksum(buffer, 0, length), 4);
-  return new Uint8Array(buffer.subarray(0, end));
+  return encodeFrames([entry]);
+}
+
+/** The frames of several entries, back to back in one buffer (one write, no per-frame copies). */
+export function encodeFrames(entries: readonly WalEntry[]): Uint8Array {
+  let start = 0;
+  let buffer: Buffer | undefined;
+  for (const entry of entries) {
+    const encoded = encodeEntryInto(start + FRAME_HEADER_BYTES, entry.seq, entry.record);
+    buffer = encoded.buffer;
+    const length = encoded.end - start - FRAME_HEADER_BYTES;
+    if (length > FRAME_PAYLOAD_MAX) throw new RangeError(`WAL entry of ${length} bytes exceeds ${FRAME_PAYLOAD_MAX}`);
+    buffer.writeUInt32LE(length, start);
+    buffer.writeUInt32LE(frameChecksum(buffer, start, length), start + 4);
+    start = encoded.end;
+  }
+  return buffer ? new Uint8Array(buffer.subarray(0, start)) : new Uint8Array(0);
 }
 
 /** Frames as format 1 wrote them (a msgpack map), for tests of the reader's compatibility. */
