@@ -2,13 +2,14 @@
 // measured in the same run:
 // - single-record durable ingest over NATS vs the raw NATS echo of the same
 //   payload, and vs one INSERT per record into PostgreSQL (what a user would
-//   otherwise pick); p99 at 10k req/s offered;
+//   otherwise pick); p99 at 10k req/s offered; the node and the echo each run
+//   in a child process, apart from the load generator;
 // - batched ingest, 1,000 records a request;
 // - a user's 30-day aggregate over the dataset (default 5M records, 10k
 //   users, 90 days) at 5k queries/s offered, and the node's RSS;
 // - restart with 1M records in the WAL: time until the node serves again.
 
-import { execFile } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -77,16 +78,38 @@ export async function storageBench(options: StorageBenchOptions): Promise<Row[]>
   return rows;
 }
 
+/** A server in a process of its own (serve-child.ts), stopped with SIGTERM. */
+async function serveChild(args: string[]): Promise<{ stop: () => Promise<void> }> {
+  const script = join(dirname(fileURLToPath(import.meta.url)), 'serve-child.js');
+  // BENCH_CHILD_FLAGS passes node flags to the servers, such as `--cpu-prof` to see where their time goes.
+  const flags = (process.env.BENCH_CHILD_FLAGS ?? '').split(' ').filter(Boolean);
+  const child = spawn(process.execPath, [...flags, script, ...args], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  await new Promise<void>((resolve, reject) => {
+    child.once('exit', (code) => reject(new Error(`bench server ${args[0]} exited with ${code} before it was ready`)));
+    child.stdout.on('data', (chunk: Buffer) => {
+      if (chunk.toString().includes('ready')) resolve();
+    });
+  });
+  return {
+    stop: async () => {
+      child.kill('SIGTERM');
+      await exited;
+    },
+  };
+}
+
 async function ingestBench(options: StorageBenchOptions): Promise<Row[]> {
   const rows: Row[] = [];
   const run = (call: () => Promise<unknown>, concurrency: number) => closedLoop(call, { concurrency, warmupMs: 500, durationMs: options.durationMs });
-  const yaml = 'limits:\n  payload_bytes_max: 4194304\n  mailbox_capacity: 65536\n';
-  const bench = await benchNode(options.natsUrl, yaml);
-  const names = subjects(bench.prefix);
+  const yaml = process.env.BENCH_YAML ?? 'limits:\n  payload_bytes_max: 4194304\n  mailbox_capacity: 65536\n';
+  // The node and the echo each run in a process of their own, as a server does beside its client.
+  const dataDir = mkdtempSync(join(tmpdir(), 'usage-tracker-bench-'));
+  const prefix = `bench${process.pid}x${Date.now().toString(36)}`;
+  const node = await serveChild(['node', dataDir, prefix, options.natsUrl, yaml]);
+  const echoServer = await serveChild(['echo', options.natsUrl, `${prefix}.echo`]);
+  const names = subjects(prefix);
   const client = await connect({ servers: options.natsUrl, name: 'bench-ingest-client' });
-  const server = await connect({ servers: options.natsUrl, name: 'bench-echo-server' });
-  server.subscribe(`${bench.prefix}.echo`, { callback: (_error, msg) => void msg.respond(msg.data) });
-  await server.flush();
   const generator = createGenerator({ seed: 7, users: 10_000, fromMs: Date.now() - DAY_MS, days: 1, idPrefix: `single-${Date.now()}` });
   let next = 0;
   const single = () => encode(generator.recordAt(next++));
@@ -97,7 +120,7 @@ async function ingestBench(options: StorageBenchOptions): Promise<Row[]> {
   };
 
   options.log('storage: single-record ingest vs raw echo and PostgreSQL');
-  const echo = await run(() => client.request(`${bench.prefix}.echo`, single(), { timeout: 10_000 }), 64);
+  const echo = await run(() => client.request(`${prefix}.echo`, single(), { timeout: 10_000 }), 64);
   rows.push(rowOf('ingest', 'raw NATS echo of one record', 64, echo));
   const ingest = await run(ingestOne, 64);
   rows.push(rowOf('ingest', 'ingest 1 record/request, durable ack', 64, ingest, { baseline: echo, target: '>= 0.6' }));
@@ -120,9 +143,9 @@ async function ingestBench(options: StorageBenchOptions): Promise<Row[]> {
       target: '>= 200,000 records/s',
     }),
   );
-  await Promise.all([client.drain(), server.drain()]);
-  await bench.node.stop();
-  rmSync(bench.dataDir, { recursive: true, force: true });
+  await client.drain();
+  await Promise.all([node.stop(), echoServer.stop()]);
+  rmSync(dataDir, { recursive: true, force: true });
   return rows;
 }
 
