@@ -2,7 +2,9 @@
 // beside a baseline measured in the same run, printed as one table.
 // BENCH_SECONDS sets the measured time per row (default 3); BENCH_ONLY=kernel,ingest,dataset,restart
 // picks groups; BENCH_RECORDS, BENCH_USERS and BENCH_RESTART_RECORDS size the
-// dataset (5M, 10k, 1M by default).
+// dataset (5M, 10k, 1M by default). The servers under test run in child
+// processes: BENCH_YAML replaces the ingest node's cluster.yml and
+// BENCH_CHILD_FLAGS passes node flags to them (for example `--cpu-prof`).
 
 import { arch, cpus, totalmem } from 'node:os';
 import { kernelBench } from './kernel.js';

@@ -25,6 +25,7 @@ import { silentLogger } from '../src/log.js';
 import { EmbeddedTransport } from '../src/transport/embedded.js';
 import { startNode, type UsageNode } from '../supervisors/node.js';
 import { benchEnv } from './env.js';
+import { load } from './load.js';
 import { closedLoop, openLoop, type Measurement, type Row } from './measure.js';
 
 const DAY_MS = 86_400_000;
@@ -78,20 +79,29 @@ export async function storageBench(options: StorageBenchOptions): Promise<Row[]>
   return rows;
 }
 
-/** A server in a process of its own (serve-child.ts), stopped with SIGTERM. */
-async function serveChild(args: string[]): Promise<{ stop: () => Promise<void> }> {
+/**
+ * A server in a process of its own (serve-child.ts), stopped with SIGTERM.
+ * `report` is the JSON line it printed before `ready`, if any.
+ */
+async function serveChild(args: string[], nodeFlags: string[] = []): Promise<{ report: unknown; stop: () => Promise<void> }> {
   const script = join(dirname(fileURLToPath(import.meta.url)), 'serve-child.js');
   // BENCH_CHILD_FLAGS passes node flags to the servers, such as `--cpu-prof` to see where their time goes.
-  const flags = (process.env.BENCH_CHILD_FLAGS ?? '').split(' ').filter(Boolean);
+  const flags = [...nodeFlags, ...(process.env.BENCH_CHILD_FLAGS ?? '').split(' ').filter(Boolean)];
   const child = spawn(process.execPath, [...flags, script, ...args], { stdio: ['ignore', 'pipe', 'inherit'] });
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-  await new Promise<void>((resolve, reject) => {
+  let output = '';
+  const report = await new Promise<unknown>((resolve, reject) => {
     child.once('exit', (code) => reject(new Error(`bench server ${args[0]} exited with ${code} before it was ready`)));
     child.stdout.on('data', (chunk: Buffer) => {
-      if (chunk.toString().includes('ready')) resolve();
+      output += chunk.toString();
+      const lines = output.split('\n');
+      if (!lines.includes('ready')) return;
+      const json = lines.find((line) => line.startsWith('{'));
+      resolve(json === undefined ? undefined : JSON.parse(json));
     });
   });
   return {
+    report,
     stop: async () => {
       child.kill('SIGTERM');
       await exited;
@@ -177,49 +187,27 @@ async function postgresInserts(url: string, durationMs: number): Promise<Measure
   }
 }
 
-/** Loads the dataset through the embedded transport in 1,000-record batches. */
-async function load(bench: BenchNode, total: number, users: number, days: number, seed: number, log: (line: string) => void): Promise<number> {
-  const generator = createGenerator({ seed, users, fromMs: Date.now() - days * DAY_MS, days, count: total, idPrefix: `ds${seed}` });
-  const subject = subjects(bench.prefix).endpoint('ingest');
-  const started = performance.now();
-  const inFlight = new Set<Promise<void>>();
-  for (let sent = 0; sent < total; ) {
-    const size = Math.min(1000, total - sent);
-    const records = Array.from({ length: size }, (_, i) => generator.recordAt(sent + i));
-    sent += size;
-    const task = bench.embedded.request(subject, encode({ records }), { timeoutMs: 120_000 }).then((reply) => {
-      const body = decode(reply.data, 'msgpack', { payloadBytesMax: 64 << 20, nestingDepthMax: 16 }) as { ok: boolean };
-      if (!body.ok) throw new Error(`load refused: ${JSON.stringify(body).slice(0, 200)}`);
-    });
-    const tracked = task.finally(() => inFlight.delete(tracked));
-    inFlight.add(tracked);
-    if (inFlight.size >= 8) await Promise.race(inFlight);
-    if (sent % 500_000 === 0) log(`storage: loaded ${sent.toLocaleString('en-US')} records`);
-  }
-  await Promise.all(inFlight);
-  return (performance.now() - started) / 1000;
-}
-
 async function datasetBench(options: StorageBenchOptions): Promise<Row[]> {
   const rows: Row[] = [];
   const total = options.datasetRecords;
-  const bench = await benchNode(options.natsUrl, 'limits:\n  mailbox_capacity: 65536\n  query_timeout_ms: 30000\n');
-  options.log(`storage: loading ${total.toLocaleString('en-US')} records (${options.datasetUsers} users, 90 days)`);
-  const seconds = await load(bench, total, options.datasetUsers, 90, 1, options.log);
+  const dataDir = mkdtempSync(join(tmpdir(), 'usage-tracker-bench-'));
+  const prefix = `bench${process.pid}x${Date.now().toString(36)}`;
+  options.log(`storage: loading ${total.toLocaleString('en-US')} records (${options.datasetUsers} users, 90 days) into a node process`);
+  // The node loads the dataset itself (embedded transport), seals it, and reports its own RSS.
+  const node = await serveChild(
+    ['dataset', dataDir, prefix, options.natsUrl, 'limits:\n  mailbox_capacity: 65536\n  query_timeout_ms: 30000\n', String(total), String(options.datasetUsers)],
+    ['--expose-gc'],
+  );
+  const { load_seconds: seconds, rss_mb: rssMb } = node.report as { load_seconds: number; rss_mb: number };
   rows.push(
     rowOf('dataset', `load ${total.toLocaleString('en-US')} records (embedded, batches of 1,000)`, 8, { ...none, perSecond: total / seconds }, {
       value: `${Math.round(total / seconds).toLocaleString('en-US')} records/s`,
     }),
   );
-  for (let shard = 0; shard < bench.node.config.cluster.shards; shard++) {
-    await bench.node.system.ref(`bench/shards/partition-${shard}`).ask({ type: 'seal' }, { timeoutMs: 600_000 });
-  }
-  global.gc?.();
-  const rssMb = process.memoryUsage().rss / 2 ** 20;
-  rows.push(rowOf('dataset', `RSS of this process with ${total.toLocaleString('en-US')} records`, '-', none, { value: `${Math.round(rssMb)} MB`, target: '< 1,536 MB' }));
+  rows.push(rowOf('dataset', `RSS of the node process with ${total.toLocaleString('en-US')} records`, '-', none, { value: `${Math.round(rssMb)} MB`, target: '< 1,536 MB' }));
 
   const client = await connect({ servers: options.natsUrl, name: 'bench-query-client' });
-  const subject = subjects(bench.prefix).endpoint('query.aggregate');
+  const subject = subjects(prefix).endpoint('query.aggregate');
   const now = Date.now();
   let turn = 0;
   const query = async () => {
@@ -236,8 +224,8 @@ async function datasetBench(options: StorageBenchOptions): Promise<Row[]> {
     rowOf('dataset', `aggregate, one user, 30 days (${Math.round(offered.offeredPerSecond)}/s sent)`, '5k q/s', offered, { target: 'p95 < 10 ms' }),
   );
   await client.drain();
-  await bench.node.stop();
-  rmSync(bench.dataDir, { recursive: true, force: true });
+  await node.stop();
+  rmSync(dataDir, { recursive: true, force: true });
   return rows;
 }
 
