@@ -49,6 +49,8 @@ export interface UsageRecord {
 export interface StoredRecord extends UsageRecord {
   version: number;
   shard: number;
+  /** Where this version sits in its shard's change feed (per-shard, increasing). */
+  seq: number;
   ingested_at: number;
   cost_source: CostSource;
 }

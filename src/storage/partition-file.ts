@@ -83,7 +83,10 @@ export async function readPartition(fs: FileSystem, dir: string, entry: Partitio
   if (lines.at(-1) === '') lines.pop();
   if (lines.length !== entry.records) throw new PartitionCorrupt(`${entry.name}: ${lines.length} records, manifest says ${entry.records}`);
   try {
-    return lines.map((line) => JSON.parse(line) as StoredRecord);
+    const records = lines.map((line) => JSON.parse(line) as StoredRecord);
+    // Files sealed before records carried `seq`: the file's highest seq stands in for each.
+    for (const record of records) record.seq ??= entry.max_seq;
+    return records;
   } catch (error) {
     throw new PartitionCorrupt(`${entry.name}: a line is not valid JSON`, { cause: error });
   }

@@ -5,6 +5,9 @@
 // encodes into one reused buffer and decodes without a generic map reader.
 //
 //   entry   = tag 0x01 | op u8 (1 = put) | seq f64 | mask u32 | fields in FIELDS order, present ones only
+//
+// The record's own `seq` is the entry's seq: it is not written again, and
+// decoding sets it (so records logged before they carried `seq` get it too).
 //   string  = byte length u16 | UTF-8 bytes
 //   number  = f64
 //   msgpack = byte length u32 | msgpack (metadata; `extra`: fields not in FIELDS, as one map)
@@ -44,7 +47,8 @@ const FIELDS: readonly (readonly [name: string, kind: Kind])[] = [
   ['cost_source', 's'],
 ];
 const EXTRA_BIT = 1 << FIELDS.length;
-const KNOWN = new Set(FIELDS.map(([name]) => name));
+/** Fields not written as such: `seq` is the entry's. */
+const KNOWN = new Set([...FIELDS.map(([name]) => name), 'seq']);
 const STRING_BYTES_MAX = 0xffff;
 
 const packr = new Packr({ useRecords: false, mapsAsObjects: true, int64AsType: 'number' });
@@ -128,6 +132,7 @@ export function encodeEntryInto(start: number, seq: number, record: StoredRecord
   for (const name in source) {
     if (!KNOWN.has(name) && source[name] !== undefined) (extra ??= {})[name] = source[name];
   }
+  if (source.seq !== undefined && source.seq !== seq) (extra ??= {}).seq = source.seq;
   if (extra) {
     mask |= EXTRA_BIT;
     offset = writePacked(offset, extra);
@@ -211,6 +216,7 @@ export function decodeEntry(bytes: Uint8Array, start = 0, end = bytes.length, vi
     if (extra === null || typeof extra !== 'object' || Array.isArray(extra)) throw new RangeError('extra fields are not a map');
     for (const [name, value] of Object.entries(extra)) if (!KNOWN.has(name) || !(name in record)) record[name] = value;
   }
+  record.seq ??= seq;
   if (reader.offset !== end) throw new RangeError(`${end - reader.offset} bytes after the entry`);
   if (!Number.isSafeInteger(seq) || seq < 1) throw new RangeError(`bad sequence ${seq}`);
   return { seq, op: 'put', record: record as unknown as StoredRecord };

@@ -67,7 +67,11 @@ export function encodeLegacyFrame(entry: WalEntry): Uint8Array {
 }
 
 function decodePayload(bytes: Uint8Array, view: DataView, start: number, end: number): WalEntry {
-  return bytes[start] === BINARY_ENTRY_TAG ? decodeEntry(bytes, start, end, view) : (packr.unpack(bytes.subarray(start, end)) as WalEntry);
+  if (bytes[start] === BINARY_ENTRY_TAG) return decodeEntry(bytes, start, end, view);
+  const entry = packr.unpack(bytes.subarray(start, end)) as WalEntry;
+  // Records logged before they carried `seq` get their entry's.
+  if (entry?.record && typeof entry.record === 'object' && typeof entry.seq === 'number') entry.record.seq ??= entry.seq;
+  return entry;
 }
 
 /** Whether a whole, valid frame starts at `offset`. */

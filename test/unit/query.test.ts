@@ -60,6 +60,7 @@ function generate(count: number, seed: number): StoredRecord[] {
       output_tokens: Math.floor(random() * 2000),
       status: pick(STATUSES),
       version: 1,
+      seq: i + 1,
       shard: Math.floor(random() * SHARDS),
       ingested_at: ts + 5,
       cost_source,

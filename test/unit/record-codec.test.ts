@@ -16,7 +16,7 @@ import { encodeFrame, encodeLegacyFrame, scanSegment } from '../../src/storage/w
 import { newRecord } from '../helpers/records.js';
 
 function stored(n: number, overrides: Partial<StoredRecord> = {}): StoredRecord {
-  return { ...newRecord(n), version: 1, shard: 3, ...overrides } as StoredRecord;
+  return { ...newRecord(n), version: 1, shard: 3, seq: n, ...overrides } as StoredRecord;
 }
 
 function entryBytes(seq: number, record: StoredRecord): Uint8Array {
@@ -40,12 +40,19 @@ t.test('every field, unicode, metadata and unknown fields survive a round trip',
     ingested_at: 1_795_000_000_123,
   });
   const withFuture = { ...full, vv: { 'node-a': 3, 'node-b': 1 }, flag: false } as unknown as StoredRecord;
-  for (const record of [full, withFuture, stored(1)]) {
-    const decoded = decodeEntry(entryBytes(42, record));
+  for (const record of [full, withFuture, stored(42)]) {
+    const decoded = decodeEntry(entryBytes(42, { ...record, seq: 42 }));
     t.equal(decoded.seq, 42);
     t.equal(decoded.op, 'put');
-    t.same(decoded.record, record);
+    t.strictSame(decoded.record, { ...record, seq: 42 });
   }
+});
+
+t.test("a record's seq is its entry's: set when absent, kept when it differs", async (t) => {
+  const { seq: _seq, ...withoutSeq } = stored(5);
+  t.equal(decodeEntry(entryBytes(9, withoutSeq as StoredRecord)).record.seq, 9);
+  t.equal(decodeEntry(entryBytes(9, stored(5, { seq: 4 }))).record.seq, 4);
+  t.ok(entryBytes(9, stored(5, { seq: 9 })).length < entryBytes(9, stored(5, { seq: 4 })).length, 'an equal seq is not written twice');
 });
 
 t.test('a value of the wrong kind for its field travels in extra, not lost or coerced', async (t) => {
@@ -105,7 +112,11 @@ t.test('a WAL written in the msgpack form of earlier builds replays unchanged, a
   t.teardown(() => rmSync(dir, { recursive: true, force: true }));
   const first = await ShardStore.open({ dir, shard: 3, fs: nodeFileSystem, fsync: true, log: silentLogger, memtableRecordsMax: 1000, cacheBytesMax: 1 << 20 });
   await first.close();
-  const legacy = [1, 2, 3].map((n) => encodeLegacyFrame({ seq: n, op: 'put', record: stored(n) }));
+  // Earlier builds' records had no seq field: the entry's is given to them.
+  const legacy = [1, 2, 3].map((n) => {
+    const { seq: _seq, ...old } = stored(n);
+    return encodeLegacyFrame({ seq: n, op: 'put', record: old as StoredRecord });
+  });
   writeFileSync(join(dir, 'wal', '0000000000000001.log'), Buffer.concat(legacy));
   const store = await ShardStore.open({ dir, shard: 3, fs: nodeFileSystem, fsync: true, log: silentLogger, memtableRecordsMax: 1000, cacheBytesMax: 1 << 20 });
   t.equal(store.health.state, 'serving');
