@@ -32,7 +32,7 @@ export interface ShardOptions {
   cacheBytesMax: number;
 }
 
-export type NewRecord = Omit<StoredRecord, 'version' | 'shard'>;
+export type NewRecord = Omit<StoredRecord, 'version' | 'shard' | 'seq'>;
 export type WriteResult = { status: 'stored'; version: number } | { status: 'duplicate'; version: number };
 export type Health = { state: 'serving' } | { state: 'corrupt'; reason: string };
 
@@ -62,6 +62,12 @@ export class ShardStore {
   readonly memtable = new Map<string, MemSlot>();
   /** The same slots by user, so a user's query does not scan every unsealed record. */
   private readonly memByUser = new Map<string, MemSlot[]>();
+  /**
+   * The memtable's writes in seq order, for the change feed: the seq of each
+   * write and its slot. An entry whose slot has moved on to a later seq is stale.
+   */
+  private memLogSeq: number[] = [];
+  private memLogSlot: MemSlot[] = [];
   readonly index = new IdIndex();
   readonly columns: ColumnIndex;
   /** First column row of each sealed file, in manifest order. */
@@ -158,6 +164,7 @@ export class ShardStore {
       const stored = record as StoredRecord;
       stored.version = 1;
       stored.shard = this.options.shard;
+      stored.seq = seq;
       entries.push({ seq, op: 'put', record: stored });
       this.putMem(stored, seq);
       results.push({ status: 'stored', version: 1 });
@@ -176,9 +183,13 @@ export class ShardStore {
     if (slot) {
       slot.record = record;
       slot.seq = seq;
+      this.memLogSeq.push(seq);
+      this.memLogSlot.push(slot);
       return;
     }
     const fresh: MemSlot = { record, seq };
+    this.memLogSeq.push(seq);
+    this.memLogSlot.push(fresh);
     this.memtable.set(record.id, fresh);
     const slots = this.memByUser.get(record.user_id);
     if (slots) slots.push(fresh);
@@ -222,9 +233,9 @@ export class ShardStore {
     }
     const writer = this.requireServing();
     if (current.version + 1 >= VERSION_MAX) throw new ProtocolError('E_CONFLICT', `record ${id} has reached the most versions a record may have (${VERSION_MAX})`);
-    const next = { ...current, ...patch, version: current.version + 1 } as StoredRecord;
-    if (patch.cost_usd !== undefined) next.cost_source = 'client';
     const seq = this.nextSeq++;
+    const next = { ...current, ...patch, version: current.version + 1, seq } as StoredRecord;
+    if (patch.cost_usd !== undefined) next.cost_source = 'client';
     const durable = writer.append([encodeFrames([{ seq, op: 'put', record: next }])], seq);
     this.putMem(next, seq);
     return { record: next, durable };
@@ -262,6 +273,76 @@ export class ShardStore {
       if (slot.seq <= durable && matches(slot.record, filters)) add(slot.record);
     }
     this.columns.scan(filters, add as (row: RowView) => void);
+  }
+
+  /**
+   * The change feed: the current version of every record changed after
+   * `fromSeq`, in seq order, durable ones only, at most `limit`. A record
+   * changed several times appears once, at its newest seq. `nextSeq` is how
+   * far the answer covers (the next call starts there), `headSeq` the
+   * newest durable seq; a caller is caught up when they are equal.
+   */
+  async changes(fromSeq: number, limit: number): Promise<{ records: StoredRecord[]; nextSeq: number; headSeq: number }> {
+    this.requireServing();
+    const headSeq = this.durableSeq;
+    const sealedSeq = this.manifest.sealed_seq;
+    if (fromSeq < sealedSeq) {
+      const sealed = await this.sealedChanges(fromSeq, limit);
+      if (sealed) return { ...sealed, headSeq };
+    }
+    const records: StoredRecord[] = [];
+    const from = Math.max(fromSeq, sealedSeq);
+    let next = from;
+    // The first logged write after `from`: the log is in seq order.
+    let low = 0;
+    let high = this.memLogSeq.length;
+    while (low < high) {
+      const mid = (low + high) >> 1;
+      if (this.memLogSeq[mid]! <= from) low = mid + 1;
+      else high = mid;
+    }
+    for (let at = low; at < this.memLogSeq.length && records.length < limit; at++) {
+      const seq = this.memLogSeq[at]!;
+      if (seq > headSeq) break;
+      next = seq;
+      const slot = this.memLogSlot[at]!;
+      if (slot.seq === seq) records.push(slot.record);
+    }
+    if (records.length < limit) next = Math.max(next, headSeq);
+    return { records, nextSeq: next, headSeq };
+  }
+
+  /**
+   * Changes after `fromSeq` from sealed files, up to the lowest `max_seq`
+   * above `fromSeq` (every record between lies in a file whose seq range
+   * overlaps), or undefined when no sealed file reaches past `fromSeq`.
+   */
+  private async sealedChanges(fromSeq: number, limit: number): Promise<{ records: StoredRecord[]; nextSeq: number } | undefined> {
+    const files = this.manifest.files;
+    let bound = Infinity;
+    for (const file of files) if (file.max_seq > fromSeq) bound = Math.min(bound, file.max_seq);
+    if (bound === Infinity) return undefined;
+    const found: StoredRecord[] = [];
+    for (let fileIndex = 0; fileIndex < files.length; fileIndex++) {
+      const file = files[fileIndex]!;
+      if (file.max_seq <= fromSeq || file.min_seq > bound) continue;
+      const first = this.fileRows[fileIndex]!;
+      const end = this.fileRows[fileIndex + 1] ?? this.columns.rows;
+      for (const record of (await this.loadFile(fileIndex)).values()) {
+        if (record.seq <= fromSeq || record.seq > bound) continue;
+        const location = this.index.get(record.id);
+        if (location === undefined || versionOf(location) !== record.version) continue;
+        const row = rowOf(location);
+        if (row >= first && row < end) found.push(record);
+      }
+    }
+    found.sort((a, b) => a.seq - b.seq);
+    if (found.length <= limit) return { records: found, nextSeq: bound };
+    // Records of files sealed before they carried `seq` share their file's: never cut between them.
+    let cut = limit;
+    while (cut < found.length && found[cut]!.seq === found[cut - 1]!.seq) cut++;
+    const records = found.slice(0, cut);
+    return { records, nextSeq: records.at(-1)!.seq };
   }
 
   private fileOfRow(row: number): number {
@@ -359,6 +440,8 @@ export class ShardStore {
     const sealedRecords = this.memtable.size;
     this.memtable.clear();
     this.memByUser.clear();
+    this.memLogSeq = [];
+    this.memLogSlot = [];
     await this.rollWal();
     return { files: entries.length, records: sealedRecords };
   }
