@@ -1,0 +1,127 @@
+// The PostgreSQL mirror's schema, as versioned migrations applied in order
+// and recorded in `schema_migrations` (id, checksum, applied_at). Each
+// migration runs in its own transaction under an advisory lock, so several
+// nodes starting at once apply it exactly once. A migration already applied
+// whose SQL has since changed is an error, never silently re-run: the
+// database and this release disagree about the schema.
+
+import { createHash } from 'node:crypto';
+import type pg from 'pg';
+
+export interface SqlMigration {
+  /** Ordered, unique, never reused: `0001_usage_records`. */
+  id: string;
+  description: string;
+  up: string;
+  down: string;
+}
+
+export const POSTGRES_MIGRATIONS: readonly SqlMigration[] = [
+  {
+    id: '0001_usage_records',
+    description: 'usage_records (latest version of each record), sync_checkpoints, sync_conflicts',
+    up: `
+CREATE TABLE usage_records (
+  shard          integer          NOT NULL,
+  id             text             NOT NULL,
+  user_id        text             NOT NULL,
+  ts             timestamptz      NOT NULL,
+  provider       text             NOT NULL,
+  model          text             NOT NULL,
+  input_tokens   bigint           NOT NULL,
+  output_tokens  bigint           NOT NULL,
+  cached_tokens  bigint,
+  cost_usd       double precision,
+  cost_source    text             NOT NULL,
+  latency_ms     double precision,
+  status         text             NOT NULL,
+  error_code     text,
+  session_id     text,
+  campaign_id    text,
+  operation      text,
+  metadata       jsonb,
+  version        integer          NOT NULL,
+  seq            bigint           NOT NULL,
+  ingested_at    timestamptz      NOT NULL,
+  synced_at      timestamptz      NOT NULL DEFAULT now(),
+  PRIMARY KEY (shard, id)
+);
+CREATE INDEX usage_records_user_ts ON usage_records (user_id, ts);
+CREATE INDEX usage_records_ts ON usage_records (ts);
+CREATE TABLE sync_checkpoints (
+  shard       integer     PRIMARY KEY,
+  seq         bigint      NOT NULL,
+  updated_at  timestamptz NOT NULL DEFAULT now()
+);
+CREATE TABLE sync_conflicts (
+  conflict_id    bigserial   PRIMARY KEY,
+  shard          integer     NOT NULL,
+  id             text        NOT NULL,
+  local_version  integer     NOT NULL,
+  local_record   jsonb       NOT NULL,
+  remote_record  jsonb       NOT NULL,
+  strategy       text        NOT NULL,
+  detected_at    timestamptz NOT NULL DEFAULT now(),
+  resolved_at    timestamptz,
+  resolution     text
+);
+CREATE INDEX sync_conflicts_open ON sync_conflicts (shard, id) WHERE resolved_at IS NULL;
+`,
+    down: `
+DROP TABLE sync_conflicts;
+DROP TABLE sync_checkpoints;
+DROP TABLE usage_records;
+`,
+  },
+];
+
+export const checksumOf = (sql: string) => createHash('sha256').update(sql).digest('hex');
+
+/** Quotes an identifier for SQL (schema names come from configuration). */
+export const quoteIdent = (name: string) => `"${name.replace(/"/g, '""')}"`;
+
+export class MigrationMismatch extends Error {
+  override readonly name = 'MigrationMismatch';
+}
+
+/** The advisory lock key of schema changes: one per schema, shared by every node. */
+const lockKey = (schema: string) => `usage-tracker:migrations:${schema}`;
+
+/**
+ * Creates the schema if needed and applies every pending migration.
+ * Returns the ids applied now. Throws MigrationMismatch when an applied
+ * migration differs from this release's, or the database has one this
+ * release does not know.
+ */
+export async function migratePostgres(client: pg.ClientBase, schema: string, migrations: readonly SqlMigration[] = POSTGRES_MIGRATIONS): Promise<string[]> {
+  const applied: string[] = [];
+  await client.query('BEGIN');
+  try {
+    await client.query('SELECT pg_advisory_xact_lock(hashtext($1))', [lockKey(schema)]);
+    await client.query(`CREATE SCHEMA IF NOT EXISTS ${quoteIdent(schema)}`);
+    await client.query(`SET LOCAL search_path TO ${quoteIdent(schema)}`);
+    await client.query(`CREATE TABLE IF NOT EXISTS schema_migrations (
+      id text PRIMARY KEY, checksum text NOT NULL, description text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())`);
+    const rows = (await client.query<{ id: string; checksum: string }>('SELECT id, checksum FROM schema_migrations ORDER BY id')).rows;
+    const known = new Map(migrations.map((migration) => [migration.id, migration]));
+    for (const row of rows) {
+      const migration = known.get(row.id);
+      if (!migration) throw new MigrationMismatch(`schema ${schema} has migration ${row.id}, which this release does not know (a newer release applied it?)`);
+      if (checksumOf(migration.up) !== row.checksum) {
+        throw new MigrationMismatch(`schema ${schema}: migration ${row.id} was applied with different SQL (checksum ${row.checksum.slice(0, 12)}…); restore the matching release or repair by hand`);
+      }
+    }
+    const done = new Set(rows.map((row) => row.id));
+    for (const migration of [...migrations].sort((a, b) => a.id.localeCompare(b.id))) {
+      if (done.has(migration.id)) continue;
+      await client.query(migration.up);
+      await client.query('INSERT INTO schema_migrations (id, checksum, description) VALUES ($1, $2, $3)', [migration.id, checksumOf(migration.up), migration.description]);
+      applied.push(migration.id);
+    }
+    await client.query('COMMIT');
+    return applied;
+  } catch (error) {
+    await client.query('ROLLBACK').catch(() => undefined);
+    throw error;
+  }
+}
