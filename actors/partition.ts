@@ -22,6 +22,7 @@ export type PartitionMessage =
   | { type: 'update'; id: string; user_id: string; expected_version: number; patch: Partial<UsageRecord> }
   | { type: 'aggregate'; query: AggregateQuery }
   | { type: 'records'; query: RecordsQuery }
+  | { type: 'changes'; from_seq: number; limit: number }
   | { type: 'seal' }
   | { type: 'tick' }
   | { type: 'status' };
@@ -146,6 +147,11 @@ export async function partitionBehavior(options: PartitionOptions, ctx: ActorCon
           for await (const record of store.scan(message.query)) selection.add(record);
           return { records: selection.records() };
         }
+        case 'changes':
+          // Answered beside the writes: reading sealed files for a catching-up mirror must not hold up ingest.
+          return later(
+            store.changes(message.from_seq, message.limit).then(({ records, nextSeq, headSeq }) => ({ records, next_seq: nextSeq, head_seq: headSeq })),
+          );
         case 'seal':
           return store.seal();
         case 'tick':

@@ -24,6 +24,7 @@ import { StorageApi } from '../actors/storage-api.js';
 import { nodeFileSystem, type FileSystem } from '../src/ports/fs.js';
 import { loadPriceTable, type PriceTable } from '../src/pricing/price-table.js';
 import { lockDataDir, openDataDir, type DataDirLock } from '../src/storage/node-meta.js';
+import { syncWiring } from './sync.js';
 import { actorChild } from './worker.js';
 import { ApiActor } from '../actors/api.js';
 import { endpointHandlers } from '../actors/endpoints.js';
@@ -196,6 +197,7 @@ export async function startNode(config: Config, options: NodeOptions = {}): Prom
   let nextIngest = 0;
   const ingest = (body: unknown) =>
     ingestRefs[nextIngest++ % ingestRefs.length]!.ask({ body }, { timeoutMs: config.limits.ask_timeout_ms * 2, caller: 'ApiActor (ingest)' });
+  const sync = syncWiring(config, system, partition);
   const storage = new StorageApi({ shards: shardCount, partition, askTimeoutMs: config.limits.ask_timeout_ms, queryTimeoutMs: config.limits.query_timeout_ms });
   const api: ChildSpec = {
     id: 'api',
@@ -208,6 +210,7 @@ export async function startNode(config: Config, options: NodeOptions = {}): Prom
         status: () => ({ ...node!.status() }),
         ingest,
         storage,
+        sync: sync.api,
       });
       const actor = new ApiActor({
         gateway: new Gateway(handlers, limitsOf(config), ctx.log),
@@ -230,7 +233,7 @@ export async function startNode(config: Config, options: NodeOptions = {}): Prom
     children: [
       supervisorChild('shards', partitions, flags),
       supervisorChild('ingest', ingestPool, flags),
-      supervisorChild('sync', [], flags),
+      supervisorChild('sync', sync.children, flags),
       supervisorChild('maintenance', [], flags),
       api,
     ],

@@ -69,7 +69,19 @@ export const configSchema = z
     backends: z
       .object({
         postgres: z
-          .object({ url: urlOf(['postgres', 'postgresql']), pool_max: positiveInt(1000).default(10) })
+          .object({
+            url: urlOf(['postgres', 'postgresql']),
+            pool_max: positiveInt(1000).default(4),
+            schema: z
+              .string()
+              .regex(/^[a-z_][a-z0-9_]{0,62}$/, 'must be a lower-case SQL identifier (letters, digits, _; at most 63)')
+              .default('public'),
+            batch_records_max: positiveInt(100_000).default(5000),
+            window_ms: positiveInt(60_000).default(50),
+            retry_base_ms: positiveInt(60_000).default(200),
+            retry_max_ms: positiveInt(600_000).default(30_000),
+            statement_timeout_ms: positiveInt(3_600_000).default(60_000),
+          })
           .strict()
           .optional(),
         chroma: z.object({ url: urlOf(['http', 'https']) }).strict().optional(),

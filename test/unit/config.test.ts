@@ -78,7 +78,7 @@ t.test('defaults', async (t) => {
     const config = loadConfig({ text: 'cluster:\n  shards: 4\nbackends:\n  postgres:\n    url: postgres://127.0.0.1:5432/usage\n', env: {} });
     t.equal(config.cluster.shards, 4);
     t.equal(config.cluster.id, 'default');
-    t.same(config.backends, { postgres: { url: 'postgres://127.0.0.1:5432/usage', pool_max: 10 } });
+    t.same(config.backends, { postgres: { url: 'postgres://127.0.0.1:5432/usage', pool_max: 4, schema: 'public', batch_records_max: 5000, window_ms: 50, retry_base_ms: 200, retry_max_ms: 30000, statement_timeout_ms: 60000 } });
     t.same(config.transport, DEFAULTS.transport);
   });
 });
@@ -122,8 +122,8 @@ t.test('environment overrides', async (t) => {
       name: 'USAGE_TRACKER_POSTGRES_URL',
       value: 'postgresql://127.0.0.1:5432/env',
       read: (c) => c.backends.postgres,
-      fromFile: { url: 'postgres://file:5432/db', pool_max: 10 },
-      expected: { url: 'postgresql://127.0.0.1:5432/env', pool_max: 10 },
+      fromFile: { url: 'postgres://file:5432/db', pool_max: 4, schema: 'public', batch_records_max: 5000, window_ms: 50, retry_base_ms: 200, retry_max_ms: 30000, statement_timeout_ms: 60000 },
+      expected: { url: 'postgresql://127.0.0.1:5432/env', pool_max: 4, schema: 'public', batch_records_max: 5000, window_ms: 50, retry_base_ms: 200, retry_max_ms: 30000, statement_timeout_ms: 60000 },
     },
     { name: 'USAGE_TRACKER_CHROMA_URL', value: 'https://env:8443', read: (c) => c.backends.chroma?.url, fromFile: 'http://file:8000', expected: 'https://env:8443' },
     { name: 'USAGE_TRACKER_BACKUP_DIR', value: '/env/backups', read: (c) => c.backup.target_dir, fromFile: '/file/backups', expected: '/env/backups' },
@@ -144,7 +144,7 @@ t.test('environment overrides', async (t) => {
 
   t.test('a variable also sets a key the file leaves out', async (t) => {
     const config = loadConfig({ text: '', env: { USAGE_TRACKER_POSTGRES_URL: 'postgres://127.0.0.1:5432/usage', USAGE_TRACKER_SHARDS: ' 64 ' } });
-    t.same(config.backends.postgres, { url: 'postgres://127.0.0.1:5432/usage', pool_max: 10 });
+    t.same(config.backends.postgres, { url: 'postgres://127.0.0.1:5432/usage', pool_max: 4, schema: 'public', batch_records_max: 5000, window_ms: 50, retry_base_ms: 200, retry_max_ms: 30000, statement_timeout_ms: 60000 });
     t.equal(config.cluster.shards, 64);
   });
 
@@ -210,6 +210,16 @@ t.test('bad files: the lines a user reads', async (t) => {
       name: 'bad postgres URL scheme',
       text: 'backends:\n  postgres:\n    url: mysql://127.0.0.1/usage\n',
       problems: ['backends.postgres.url: must be a URL with scheme postgres or postgresql (got "mysql://127.0.0.1/usage")'],
+    },
+    {
+      name: 'a PostgreSQL schema name that is not a plain identifier',
+      text: 'backends:\n  postgres:\n    url: postgres://127.0.0.1/usage\n    schema: "x; DROP TABLE t"\n',
+      problems: ['backends.postgres.schema: must be a lower-case SQL identifier (letters, digits, _; at most 63) (got "x; DROP TABLE t")'],
+    },
+    {
+      name: 'a sync batch of zero records',
+      text: 'backends:\n  postgres:\n    url: postgres://127.0.0.1/usage\n    batch_records_max: 0\n',
+      problems: ['backends.postgres.batch_records_max: must be at least 1 (got 0)'],
     },
     { name: 'bad chroma URL scheme', text: 'backends:\n  chroma:\n    url: ftp://127.0.0.1\n', problems: ['backends.chroma.url: must be a URL with scheme http or https (got "ftp://127.0.0.1")'] },
     { name: 'duplicate keys', text: 'cluster:\n  shards: 16\n  shards: 8\n', problems: ['YAML: Map keys must be unique (line 3, column 3)'] },

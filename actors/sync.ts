@@ -1,0 +1,268 @@
+// SyncActor[backend]: follows every shard's change feed and applies it to
+// one backend (a SyncSink), batch by batch, with the checkpoint of each
+// shard stored in the backend itself.
+//
+// - Catch-up mode: while a shard is behind, pages of `batchRecordsMax`
+//   follow each other without pause.
+// - Real-time mode: once every shard is caught up, it polls every
+//   `windowMs`, so a change reaches the backend within about one window.
+// - A backend that is down or slow never blocks ingest: the feed is read
+//   (shards answer it beside their writes), nothing waits on the backend
+//   but this actor, which backs off (exponential, capped, full jitter) and
+//   retries. A failed batch leaves its checkpoint where it was.
+//
+// The work runs as one loop owned by the actor; its mailbox answers
+// `status` and `resync` meanwhile.
+
+import { ProtocolError } from '../protocols/errors.js';
+import type { StoredRecord } from '../protocols/record.js';
+import { later, type ActorContext, type Behavior, type Later } from '../src/kernel/actor.js';
+import type { ActorRef } from '../src/kernel/system.js';
+import type { SyncSink } from '../src/sync/sink.js';
+import type { PartitionMessage, PartitionReply } from './partition.js';
+
+export type SyncMessage = { type: 'status' } | { type: 'resync'; from_seq: number; shards?: number[] };
+
+export type SyncState = 'connecting' | 'catching_up' | 'realtime' | 'retrying' | 'stopped';
+
+export interface SyncOptions {
+  sink: SyncSink;
+  shards: number;
+  partition: (shard: number) => ActorRef<PartitionMessage, PartitionReply>;
+  /** Most records read and applied per batch. */
+  batchRecordsMax: number;
+  /** Pause between polls once caught up. */
+  windowMs: number;
+  retryBaseMs: number;
+  retryMaxMs: number;
+  askTimeoutMs: number;
+  /** Jitter source in [0, 1); a port so tests can fix it. */
+  random?: () => number;
+}
+
+interface ShardProgress {
+  checkpoint: number;
+  head: number;
+  /** Epoch ms since which the oldest unapplied change has waited, while behind. */
+  pendingSince: number | undefined;
+  error: string | undefined;
+}
+
+export interface ChangesReply {
+  records: StoredRecord[];
+  next_seq: number;
+  head_seq: number;
+}
+
+export class SyncLoop {
+  state: SyncState = 'connecting';
+  private readonly progress: ShardProgress[];
+  private lastError: { message: string; at: number } | undefined;
+  private attempt = 0;
+  private applied = 0;
+  private stopping = false;
+  private wake: (() => void) | undefined;
+  private resyncs: { fromSeq: number; shards: number[]; done: (error?: unknown) => void }[] = [];
+  private running: Promise<void> | undefined;
+
+  constructor(
+    private readonly options: SyncOptions,
+    private readonly ctx: ActorContext,
+  ) {
+    this.progress = Array.from({ length: options.shards }, () => ({ checkpoint: 0, head: 0, pendingSince: undefined, error: undefined }));
+  }
+
+  start(): void {
+    this.running = this.run();
+  }
+
+  async stop(): Promise<void> {
+    this.stopping = true;
+    this.wake?.();
+    await this.running;
+    for (const resync of this.resyncs.splice(0)) resync.done(new ProtocolError('E_UNAVAILABLE', 'sync stopped before the resync ran'));
+    await this.options.sink.close();
+    this.state = 'stopped';
+  }
+
+  /** Moves the checkpoints of `shards` (all by default) to `fromSeq`; resolves once the loop has done it. */
+  resync(fromSeq: number, shards: number[] | undefined): Promise<void> {
+    if (this.state === 'connecting' || this.state === 'retrying' || this.state === 'stopped') {
+      const why = this.lastError ? `: ${this.lastError.message}` : '';
+      return Promise.reject(new ProtocolError('E_UNAVAILABLE', `${this.options.sink.backend} is not connected (${this.state}${why}); try again when sync.status says it is`));
+    }
+    const targets = shards ?? this.progress.map((_, shard) => shard);
+    for (const shard of targets) {
+      if (!Number.isInteger(shard) || shard < 0 || shard >= this.options.shards) {
+        return Promise.reject(new ProtocolError('E_VALIDATION', `shard ${shard} does not exist (0 to ${this.options.shards - 1})`, { field: 'shards' }));
+      }
+    }
+    return new Promise((resolve, reject) => {
+      this.resyncs.push({ fromSeq, shards: targets, done: (error) => (error ? reject(error) : resolve()) });
+      this.wake?.();
+    });
+  }
+
+  /** Status with each shard's head read now, so the lag counts changes the loop has not polled yet. */
+  async freshStatus(): Promise<Record<string, unknown>> {
+    await Promise.all(
+      this.progress.map(async (progress, shard) => {
+        try {
+          const status = (await this.options.partition(shard).ask({ type: 'status' }, { timeoutMs: this.options.askTimeoutMs, caller: 'SyncActor (status)' })) as { durable_seq?: number };
+          if (typeof status.durable_seq === 'number' && status.durable_seq > progress.head) {
+            progress.head = status.durable_seq;
+            progress.pendingSince ??= this.ctx.clock.now();
+          }
+        } catch (error) {
+          progress.error = (error as Error).message;
+        }
+      }),
+    );
+    return this.status();
+  }
+
+  status(): Record<string, unknown> {
+    const now = this.ctx.clock.now();
+    return {
+      backend: this.options.sink.backend,
+      state: this.state,
+      applied_records: this.applied,
+      ...(this.lastError ? { last_error: this.lastError.message, last_error_at: new Date(this.lastError.at).toISOString() } : {}),
+      shards: this.progress.map((shard, index) => ({
+        shard: index,
+        checkpoint: shard.checkpoint,
+        head: shard.head,
+        lag_records: Math.max(0, shard.head - shard.checkpoint),
+        lag_seconds: shard.pendingSince === undefined ? 0 : Math.max(0, (now - shard.pendingSince) / 1000),
+        ...(shard.error ? { error: shard.error } : {}),
+      })),
+    };
+  }
+
+  private async run(): Promise<void> {
+    while (!this.stopping) {
+      try {
+        if (this.state === 'connecting' || this.state === 'retrying') await this.connect();
+        await this.applyResyncs();
+        const behind = await this.cycle();
+        this.attempt = 0;
+        this.state = behind ? 'catching_up' : 'realtime';
+        if (!behind) await this.pause(this.options.windowMs);
+      } catch (error) {
+        this.fail(error);
+        await this.pause(this.backoffMs());
+      }
+    }
+  }
+
+  private async connect(): Promise<void> {
+    await this.options.sink.connect();
+    const checkpoints = await this.options.sink.checkpoints();
+    this.progress.forEach((shard, index) => (shard.checkpoint = checkpoints.get(index) ?? 0));
+    this.ctx.log.info({ backend: this.options.sink.backend }, 'sync connected');
+  }
+
+  private async applyResyncs(): Promise<void> {
+    for (const resync of this.resyncs.splice(0)) {
+      try {
+        for (const shard of resync.shards) {
+          await this.options.sink.setCheckpoint(shard, resync.fromSeq);
+          this.progress[shard]!.checkpoint = resync.fromSeq;
+        }
+        this.ctx.log.info({ backend: this.options.sink.backend, from_seq: resync.fromSeq, shards: resync.shards.length }, 'resync');
+        resync.done();
+      } catch (error) {
+        resync.done(error);
+        throw error;
+      }
+    }
+  }
+
+  /** One page from every shard. Returns whether any shard is still behind. */
+  private async cycle(): Promise<boolean> {
+    let behind = false;
+    for (let shard = 0; shard < this.options.shards && !this.stopping; shard++) {
+      const progress = this.progress[shard]!;
+      let page: ChangesReply;
+      try {
+        page = (await this.options
+          .partition(shard)
+          .ask({ type: 'changes', from_seq: progress.checkpoint, limit: this.options.batchRecordsMax }, { timeoutMs: this.options.askTimeoutMs, caller: 'SyncActor (changes)' })) as ChangesReply;
+        progress.error = undefined;
+      } catch (error) {
+        // A shard that cannot answer (restarting, corrupt) does not hold up the others.
+        progress.error = (error as Error).message;
+        continue;
+      }
+      progress.head = page.head_seq;
+      if (page.next_seq > progress.checkpoint) {
+        progress.pendingSince ??= oldestWait(page.records, this.ctx.clock.now());
+        await this.options.sink.apply(shard, page.records, page.next_seq);
+        progress.checkpoint = page.next_seq;
+        this.applied += page.records.length;
+      }
+      if (progress.checkpoint < progress.head) behind = true;
+      else progress.pendingSince = undefined;
+    }
+    return behind;
+  }
+
+  private fail(error: unknown): void {
+    const message = error instanceof Error ? error.message : String(error);
+    this.lastError = { message, at: this.ctx.clock.now() };
+    this.attempt++;
+    this.state = 'retrying';
+    // The first failure of a run is a warning with the cause; repeats are quieter.
+    if (this.attempt === 1) this.ctx.log.warn({ backend: this.options.sink.backend, err: error }, 'sync failed; backing off and retrying');
+    else this.ctx.log.debug({ backend: this.options.sink.backend, attempt: this.attempt, error: message }, 'sync retry failed');
+  }
+
+  /** Full jitter over a capped exponential. */
+  private backoffMs(): number {
+    const ceiling = Math.min(this.options.retryMaxMs, this.options.retryBaseMs * 2 ** Math.min(this.attempt - 1, 30));
+    return Math.max(1, Math.floor((this.options.random ?? Math.random)() * ceiling));
+  }
+
+  private pause(delayMs: number): Promise<void> {
+    if (this.stopping || this.resyncs.length > 0) return Promise.resolve();
+    return new Promise((resolve) => {
+      const timer = this.ctx.clock.setTimer(delayMs, () => {
+        this.wake = undefined;
+        resolve();
+      });
+      this.wake = () => {
+        timer.cancel();
+        this.wake = undefined;
+        resolve();
+      };
+    });
+  }
+}
+
+/** When the oldest change in a page was made: new records by their ingest time; updates count from now. */
+function oldestWait(records: readonly StoredRecord[], now: number): number {
+  let oldest = now;
+  for (const record of records) if (record.version === 1 && record.ingested_at < oldest) oldest = record.ingested_at;
+  return oldest;
+}
+
+export function syncBehavior(options: SyncOptions, ctx: ActorContext, publishStatus?: (status: () => Record<string, unknown>) => void): Behavior<SyncMessage, unknown> {
+  const loop = new SyncLoop(options, ctx);
+  loop.start();
+  publishStatus?.(() => loop.status());
+  return {
+    receive(message): unknown | Later<unknown> {
+      switch (message.type) {
+        case 'status':
+          return later(loop.freshStatus());
+        case 'resync':
+          return later(loop.resync(message.from_seq, message.shards).then(() => loop.status()));
+        default:
+          throw new ProtocolError('E_BAD_REQUEST', `unknown sync message ${(message as { type?: unknown }).type}`);
+      }
+    },
+    async stopped() {
+      await loop.stop();
+    },
+  };
+}

@@ -1,0 +1,79 @@
+// The SyncSupervisor's children: one SyncActor per configured backend, and
+// the SyncApi the admin endpoints use to reach them. A backend that is not
+// configured has no actor; one that is configured but unreachable has an
+// actor that keeps retrying (never fatal to the node).
+
+import type { EndpointReply } from '../actors/gateway.js';
+import type { SyncApi } from '../actors/endpoints.js';
+import type { PartitionMessage, PartitionReply } from '../actors/partition.js';
+import { syncBehavior, type SyncMessage } from '../actors/sync.js';
+import type { SyncBackend } from '../protocols/requests.js';
+import type { Config } from '../src/config/schema.js';
+import type { ActorRef, ActorSystem } from '../src/kernel/system.js';
+import { PostgresSink } from '../src/sync/postgres-sink.js';
+import type { ChildSpec } from './spec.js';
+import { actorChild } from './worker.js';
+
+export interface SyncWiring {
+  children: ChildSpec[];
+  api: SyncApi;
+}
+
+/** Status of one backend in the node's status tree: the summary, not every shard. */
+function summary(status: Record<string, unknown>): Record<string, unknown> {
+  const shards = (status.shards as { lag_records: number; lag_seconds: number }[] | undefined) ?? [];
+  return {
+    state: status.state,
+    lag_records: shards.reduce((sum, shard) => sum + shard.lag_records, 0),
+    lag_seconds: Math.max(0, ...shards.map((shard) => shard.lag_seconds)),
+    ...(status.last_error !== undefined && status.state === 'retrying' ? { last_error: status.last_error } : {}),
+  };
+}
+
+export function syncWiring(config: Config, system: ActorSystem, partition: (shard: number) => ActorRef<PartitionMessage, PartitionReply>): SyncWiring {
+  const statusOf = new Map<SyncBackend, () => Record<string, unknown>>();
+  const children: ChildSpec[] = [];
+  const postgres = config.backends.postgres;
+  if (postgres) {
+    children.push(
+      actorChild<SyncMessage, unknown>({
+        id: 'postgres',
+        mailboxCapacity: 256,
+        shutdownMs: config.supervision.shutdown_ms,
+        detail: () => summary(statusOf.get('postgres')?.() ?? {}),
+        behavior: (ctx) =>
+          syncBehavior(
+            {
+              sink: new PostgresSink({
+                url: postgres.url,
+                schema: postgres.schema,
+                poolMax: postgres.pool_max,
+                connectTimeoutMs: 5000,
+                statementTimeoutMs: postgres.statement_timeout_ms,
+              }),
+              shards: config.cluster.shards,
+              partition,
+              batchRecordsMax: postgres.batch_records_max,
+              windowMs: postgres.window_ms,
+              retryBaseMs: postgres.retry_base_ms,
+              retryMaxMs: postgres.retry_max_ms,
+              askTimeoutMs: config.limits.query_timeout_ms,
+            },
+            ctx,
+            (status) => statusOf.set('postgres', status),
+          ),
+      }),
+    );
+  }
+  const ref = (backend: SyncBackend) => system.ref<SyncMessage, EndpointReply>(`${config.node.id}/sync/${backend}`);
+  const timeoutMs = config.limits.query_timeout_ms;
+  return {
+    children,
+    api: {
+      configured: () => children.map((child) => child.id as SyncBackend),
+      status: async (backend) => (await ref(backend).ask({ type: 'status' }, { timeoutMs, caller: 'admin.sync.status' })) as Record<string, unknown>,
+      resync: async (backend, fromSeq, shards) =>
+        (await ref(backend).ask({ type: 'resync', from_seq: fromSeq, ...(shards ? { shards } : {}) }, { timeoutMs, caller: 'admin.sync.resync' })) as Record<string, unknown>,
+    },
+  };
+}
