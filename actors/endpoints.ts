@@ -5,7 +5,7 @@
 import { ProtocolError } from '../protocols/errors.js';
 import type { ProtocolLimits } from '../protocols/limits.js';
 import { recordValidator } from '../protocols/record.js';
-import { requestSchemas, validateRequest } from '../protocols/requests.js';
+import { requestSchemas, validateRequest, type SyncBackend } from '../protocols/requests.js';
 import type { EndpointHandlers, EndpointReply } from './gateway.js';
 import type { StorageApi } from './storage-api.js';
 
@@ -18,6 +18,14 @@ export interface EndpointDependencies {
   ingest: (body: unknown) => Promise<EndpointReply>;
   /** Reads and updates over the shards. */
   storage: StorageApi;
+  /** The sync actors of the configured backends. */
+  sync: SyncApi;
+}
+
+export interface SyncApi {
+  configured(): SyncBackend[];
+  status(backend: SyncBackend): Promise<Record<string, unknown>>;
+  resync(backend: SyncBackend, fromSeq: number, shards: number[] | undefined): Promise<Record<string, unknown>>;
 }
 
 export function endpointHandlers(deps: EndpointDependencies): EndpointHandlers {
@@ -55,5 +63,21 @@ export function endpointHandlers(deps: EndpointDependencies): EndpointHandlers {
       check(schemas.adminStatus, body);
       return { ok: true, ...deps.status() };
     },
+    async 'admin.sync.status'(body) {
+      const request = check(schemas.syncStatus, body);
+      const configured = deps.sync.configured();
+      if (request.backend !== undefined && !configured.includes(request.backend)) throw notConfigured(request.backend);
+      const backends = request.backend !== undefined ? [request.backend] : configured;
+      return { ok: true, backends: await Promise.all(backends.map((backend) => deps.sync.status(backend))) };
+    },
+    async 'admin.sync.resync'(body) {
+      const request = check(schemas.syncResync, body);
+      if (!deps.sync.configured().includes(request.backend)) throw notConfigured(request.backend);
+      return { ok: true, ...(await deps.sync.resync(request.backend, request.from_seq, request.shards)) };
+    },
   };
+}
+
+function notConfigured(backend: SyncBackend): ProtocolError {
+  return new ProtocolError('E_NOT_FOUND', `backend ${backend} is not configured on this node (backends.${backend} in cluster.yml)`, { field: 'backend' });
 }

@@ -58,6 +58,20 @@ export interface RequestSchemas {
   queryRecords: z.ZodType<RecordsQuery>;
   queryAggregate: z.ZodType<AggregateQuery>;
   adminStatus: z.ZodType<Record<string, never>>;
+  syncStatus: z.ZodType<SyncStatusRequest>;
+  syncResync: z.ZodType<SyncResyncRequest>;
+}
+
+export const SYNC_BACKENDS = ['postgres', 'chroma'] as const;
+export type SyncBackend = (typeof SYNC_BACKENDS)[number];
+export interface SyncStatusRequest {
+  backend?: SyncBackend;
+}
+export interface SyncResyncRequest {
+  backend: SyncBackend;
+  /** Replay every change after this seq (0: from scratch). */
+  from_seq: number;
+  shards?: number[];
 }
 
 export interface QueryFilters {
@@ -89,6 +103,7 @@ export function requestSchemas(limits: ProtocolLimits = DEFAULT_LIMITS, now: () 
     from: timestampSchema(now).optional(),
     to: timestampSchema(now).optional(),
   };
+  const backend = z.enum(SYNC_BACKENDS, { error: `must be one of ${SYNC_BACKENDS.join(', ')}` });
   const fromBeforeTo = (query: { from?: number | undefined; to?: number | undefined }) =>
     query.from === undefined || query.to === undefined || query.from <= query.to;
   return {
@@ -118,6 +133,14 @@ export function requestSchemas(limits: ProtocolLimits = DEFAULT_LIMITS, now: () 
       .strict()
       .refine(fromBeforeTo, { message: 'from must not be after to', path: ['from'] }) as z.ZodType<AggregateQuery>,
     adminStatus: z.object({}).strict() as z.ZodType<Record<string, never>>,
+    syncStatus: z.object({ backend: backend.optional() }).strict() as z.ZodType<SyncStatusRequest>,
+    syncResync: z
+      .object({
+        backend,
+        from_seq: z.number().int('must be a whole number').min(0, 'must not be negative').max(Number.MAX_SAFE_INTEGER).default(0),
+        shards: z.array(z.number().int('must be a whole number').min(0, 'must not be negative').max(65_535)).min(1).max(4096).optional(),
+      })
+      .strict() as z.ZodType<SyncResyncRequest>,
   };
 }
 

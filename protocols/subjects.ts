@@ -28,6 +28,8 @@ export const ENDPOINTS = {
   'query.records': 'query.records',
   'query.aggregate': 'query.aggregate',
   'admin.status': 'admin.status',
+  'admin.sync.status': 'admin.sync.status',
+  'admin.sync.resync': 'admin.sync.resync',
 } as const;
 
 export type EndpointName = keyof typeof ENDPOINTS;
