@@ -10,6 +10,7 @@ import { runDemo } from './commands/demo.js';
 import { ingestFile, printSummary, type IngestOptions } from './commands/ingest.js';
 import { start, status } from './commands/node.js';
 import { runQuery } from './commands/query.js';
+import { resync, syncStatus } from './commands/sync.js';
 
 function connectionOptions(command: Command, what: string): Command {
   return command
@@ -71,6 +72,23 @@ function program(): Command {
     .addOption(new Option('--timeout <ms>', 'how long to wait for each answer').default('30000'))
     .action(async (options) => {
       process.stdout.write(await runDemo(options));
+    });
+  const sync = cli.command('sync').description('the PostgreSQL and Chroma mirrors: status and resync');
+  connectionOptions(sync.command('status').description('state and lag of each mirror, per shard'), 'ask')
+    .option('--backend <name>', 'postgres or chroma (default: every configured one)')
+    .addOption(new Option('--timeout <ms>', 'how long to wait for the answer').default('10000'))
+    .option('--json', 'print the raw reply as JSON')
+    .action(async (options) => {
+      process.stdout.write(await syncStatus(options));
+    });
+  connectionOptions(sync.command('resync').argument('<backend>', 'postgres or chroma').description('replay a mirror from a seq (0: from scratch), then follow it until caught up'), 'ask')
+    .addOption(new Option('--from-seq <n>', 'replay every change after this seq').default('0'))
+    .option('--shards <list>', 'only these shards, comma-separated (default: all)')
+    .option('--no-wait', 'return once the replay is scheduled')
+    .option('--quiet', 'no progress bar')
+    .addOption(new Option('--timeout <ms>', 'how long to wait for each answer').default('10000'))
+    .action(async (backend: string, options) => {
+      process.stdout.write(await resync(backend, options));
     });
   return cli;
 }

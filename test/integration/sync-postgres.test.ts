@@ -5,6 +5,9 @@
 // schema of its own; an outage goes through a TCP proxy in front of the
 // real server, so other tests keep their database.
 
+import { execFile } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
 import t, { type Test } from 'tap';
 import pg from 'pg';
 import { createGenerator } from '../../src/demo/generate.js';
@@ -211,4 +214,55 @@ t.test('a node without backends has no sync actors and says so', async (t) => {
   t.same(await node.call('admin.sync.status', {}), { ok: true, backends: [] });
   const reply = await node.call('admin.sync.resync', { backend: 'postgres' });
   t.equal(reply.error?.code, 'E_NOT_FOUND');
+});
+
+const ROOT = fileURLToPath(new URL('../..', import.meta.url));
+const execFileAsync = promisify(execFile);
+
+/** Runs the CLI as a user does; resolves with its exit code and output. */
+async function cli(args: string[], prefix: string): Promise<{ code: number; stdout: string; stderr: string }> {
+  const env: NodeJS.ProcessEnv = {};
+  for (const [name, value] of Object.entries(process.env)) if (!name.startsWith('USAGE_TRACKER_')) env[name] = value;
+  try {
+    const { stdout, stderr } = await execFileAsync(process.execPath, ['--import', 'tsx', 'bin/usage-tracker.ts', ...args, '--prefix', prefix], { cwd: ROOT, env, timeout: 30_000 });
+    return { code: 0, stdout, stderr };
+  } catch (error) {
+    const failed = error as { code?: number; stdout?: string; stderr?: string };
+    return { code: failed.code ?? -1, stdout: failed.stdout ?? '', stderr: failed.stderr ?? '' };
+  }
+}
+
+t.test('the CLI shows sync status and runs a resync to the end', async (t) => {
+  const schema = uniqueName('sync_d');
+  t.teardown(() => dropSchema(schema));
+  const node = await startTestNode(yamlFor(POSTGRES_URL, schema));
+  t.teardown(() => node.stop());
+  await node.call('ingest', { records: records(200, 4) });
+  await caughtUp(node);
+  const prefix = node.subjects.prefix;
+
+  const status = await cli(['sync', 'status'], prefix);
+  t.equal(status.code, 0, status.stderr);
+  t.match(status.stdout, /^postgres: realtime, 0 records behind/m);
+  t.match(status.stdout, /\| shard \| checkpoint \|/);
+
+  const json = await cli(['sync', 'status', '--json', '--backend', 'postgres'], prefix);
+  const parsed = JSON.parse(json.stdout);
+  t.equal(parsed[0].backend, 'postgres');
+  t.equal(parsed[0].shards.length, 4);
+
+  const resync = await cli(['sync', 'resync', 'postgres', '--from-seq', '0', '--quiet'], prefix);
+  t.equal(resync.code, 0, resync.stderr);
+  t.match(resync.stdout, /postgres: caught up; \d+ records applied/);
+  await assertMirrorEqualsLocal(t, node, schema);
+
+  const badSeq = await cli(['sync', 'resync', 'postgres', '--from-seq', '-3'], prefix);
+  t.equal(badSeq.code, 1);
+  t.match(badSeq.stderr, /--from-seq must be a whole number/);
+  const unknown = await cli(['sync', 'resync', 'mysql'], prefix);
+  t.equal(unknown.code, 1);
+  t.match(unknown.stderr, /E_VALIDATION: backend: must be one of postgres, chroma/);
+  const notConfigured = await cli(['sync', 'status', '--backend', 'chroma'], prefix);
+  t.equal(notConfigured.code, 1);
+  t.match(notConfigured.stderr, /E_NOT_FOUND: backend chroma is not configured/);
 });

@@ -1,0 +1,114 @@
+// `usage-tracker sync status` shows each mirror's state and lag per shard;
+// `usage-tracker sync resync` replays a mirror from a seq (0: from scratch)
+// and, unless --no-wait, follows it with a progress bar until it has
+// caught up again.
+
+import { Presets, SingleBar } from 'cli-progress';
+import { renderTable } from '../../src/text-table.js';
+import { CliError, parseTimeout, withClient, type ConnectionOptions, type NodeClient } from '../client.js';
+
+interface ShardStatus {
+  shard: number;
+  checkpoint: number;
+  head: number;
+  lag_records: number;
+  lag_seconds: number;
+  error?: string;
+}
+
+export interface BackendStatus {
+  backend: string;
+  state: string;
+  applied_records: number;
+  last_error?: string;
+  last_error_at?: string;
+  shards: ShardStatus[];
+}
+
+export interface SyncStatusOptions extends ConnectionOptions {
+  backend?: string;
+  timeout: string;
+  json?: boolean;
+}
+
+export function renderSyncStatus(backends: readonly BackendStatus[]): string {
+  if (backends.length === 0) return 'no backend is configured on this node (backends.postgres / backends.chroma in cluster.yml)\n';
+  return backends
+    .map((backend) => {
+      const lag = backend.shards.reduce((sum, shard) => sum + shard.lag_records, 0);
+      const seconds = Math.max(0, ...backend.shards.map((shard) => shard.lag_seconds));
+      const head =
+        `${backend.backend}: ${backend.state}, ${lag.toLocaleString('en-US')} records behind (${seconds.toFixed(1)} s), ` +
+        `${backend.applied_records.toLocaleString('en-US')} applied since start` +
+        (backend.last_error ? `\n  last error${backend.last_error_at ? ` at ${backend.last_error_at}` : ''}: ${backend.last_error}` : '');
+      const table = renderTable(
+        ['shard', 'checkpoint', 'head', 'lag records', 'lag s', 'error'],
+        backend.shards.map((shard) => [
+          String(shard.shard),
+          String(shard.checkpoint),
+          String(shard.head),
+          String(shard.lag_records),
+          shard.lag_seconds.toFixed(1),
+          shard.error ?? '',
+        ]),
+        ['right', 'right', 'right', 'right', 'right', 'left'],
+      );
+      return `${head}\n\n${table}\n`;
+    })
+    .join('\n');
+}
+
+async function statusOf(client: NodeClient, backend: string | undefined, timeoutMs: number): Promise<BackendStatus[]> {
+  const reply = await client.expect<{ backends: BackendStatus[] }>('admin.sync.status', backend ? { backend } : {}, timeoutMs);
+  return reply.backends;
+}
+
+export async function syncStatus(options: SyncStatusOptions): Promise<string> {
+  const timeoutMs = parseTimeout(options.timeout);
+  const backends = await withClient(options, timeoutMs, (client) => statusOf(client, options.backend, timeoutMs));
+  return options.json ? `${JSON.stringify(backends, null, 2)}\n` : renderSyncStatus(backends);
+}
+
+export interface ResyncOptions extends ConnectionOptions {
+  fromSeq: string;
+  shards?: string;
+  wait: boolean;
+  quiet?: boolean;
+  timeout: string;
+}
+
+function parseShards(text: string | undefined): number[] | undefined {
+  if (text === undefined) return undefined;
+  const shards = text.split(',').map((part) => Number(part.trim()));
+  if (shards.some((shard) => !Number.isInteger(shard) || shard < 0)) throw new CliError(`--shards must be comma-separated shard numbers, got ${text}`);
+  return shards;
+}
+
+export async function resync(backend: string, options: ResyncOptions): Promise<string> {
+  const timeoutMs = parseTimeout(options.timeout);
+  const fromSeq = Number(options.fromSeq);
+  if (!Number.isInteger(fromSeq) || fromSeq < 0) throw new CliError(`--from-seq must be a whole number, 0 or more, got ${options.fromSeq}`);
+  const shards = parseShards(options.shards);
+  return withClient(options, timeoutMs, async (client) => {
+    await client.expect('admin.sync.resync', { backend, from_seq: fromSeq, ...(shards ? { shards } : {}) }, timeoutMs);
+    if (!options.wait) return `${backend}: replaying from seq ${fromSeq}; follow it with usage-tracker sync status\n`;
+    const bar = options.quiet || !process.stderr.isTTY ? undefined : new SingleBar({ format: `${backend} resync [{bar}] {value}/{total} records replayed, {state}`, hideCursor: true }, Presets.shades_classic);
+    let started = false;
+    for (;;) {
+      const [status] = await statusOf(client, backend, timeoutMs);
+      if (!status) throw new CliError(`${backend} disappeared from sync.status`);
+      const lag = status.shards.reduce((sum, shard) => sum + shard.lag_records, 0);
+      if (bar && !started) {
+        bar.start(Math.max(lag, 1), 0, { state: status.state });
+        started = true;
+      }
+      bar?.setTotal(Math.max(bar.getTotal(), lag, 1));
+      bar?.update(bar.getTotal() - lag, { state: status.state });
+      if (lag === 0 && status.state === 'realtime') {
+        bar?.stop();
+        return `${backend}: caught up; ${status.applied_records.toLocaleString('en-US')} records applied since the node started\n`;
+      }
+      await new Promise((resolve) => setTimeout(resolve, 250));
+    }
+  });
+}
