@@ -11,6 +11,7 @@ import { promisify } from 'node:util';
 import t, { type Test } from 'tap';
 import pg from 'pg';
 import { createGenerator } from '../../src/demo/generate.js';
+import { compareMirror, mirroredRows } from '../helpers/mirror.js';
 import { startTcpProxy } from '../helpers/tcp-proxy.js';
 import { startTestNode, uniqueName, type TestNode } from '../helpers/node.js';
 
@@ -52,48 +53,8 @@ async function localRecords(node: TestNode): Promise<Map<string, any>> {
   return out;
 }
 
-async function mirroredRows(schema: string): Promise<Map<string, any>> {
-  const rows = (
-    await admin.query(
-      `SELECT id, user_id, shard, version, seq, provider, model, input_tokens, output_tokens, cost_usd, cost_source, status, metadata,
-              (extract(epoch from ts) * 1000)::bigint AS ts_ms
-       FROM "${schema}".usage_records`,
-    )
-  ).rows;
-  return new Map(rows.map((row) => [row.id, row]));
-}
-
-/** Mirror equals local: same ids, versions, seqs and content. */
 async function assertMirrorEqualsLocal(t: Test, node: TestNode, schema: string) {
-  const local = await localRecords(node);
-  const mirror = await mirroredRows(schema);
-  t.equal(mirror.size, local.size, `mirror has ${local.size} rows`);
-  let mismatches = 0;
-  for (const [id, record] of local) {
-    const row = mirror.get(id);
-    const same =
-      row &&
-      row.version === record.version &&
-      Number(row.seq) === record.seq &&
-      row.user_id === record.user_id &&
-      row.shard === record.shard &&
-      Number(row.ts_ms) === record.ts &&
-      Number(row.input_tokens) === record.input_tokens &&
-      Number(row.output_tokens) === record.output_tokens &&
-      (row.cost_usd ?? undefined) === record.cost_usd &&
-      row.cost_source === record.cost_source &&
-      canonical(row.metadata ?? undefined) === canonical(record.metadata);
-    if (!same && mismatches++ < 3) t.fail(`row ${id} differs: local ${JSON.stringify(record)} mirror ${JSON.stringify(row)}`);
-  }
-  t.equal(mismatches, 0, 'every row matches its local record');
-}
-
-/** JSON with sorted keys: jsonb keeps its own key order. */
-function canonical(value: unknown): string | undefined {
-  if (value === undefined) return undefined;
-  return JSON.stringify(value, (_key, inner) =>
-    inner && typeof inner === 'object' && !Array.isArray(inner) ? Object.fromEntries(Object.entries(inner).sort(([a], [b]) => a.localeCompare(b))) : inner,
-  );
+  compareMirror(t, await localRecords(node), await mirroredRows(admin, schema));
 }
 
 function records(count: number, seed: number, extra: Record<string, unknown> = {}) {

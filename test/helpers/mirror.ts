@@ -1,0 +1,48 @@
+// Compares the PostgreSQL mirror with the local records: the same ids, and
+// for each the same version, seq and content, field by field.
+
+import type pg from 'pg';
+import type { Test } from 'tap';
+
+export async function mirroredRows(pool: pg.Pool, schema: string): Promise<Map<string, any>> {
+  const rows = (
+    await pool.query(
+      `SELECT id, user_id, shard, version, seq, provider, model, input_tokens, output_tokens, cost_usd, cost_source, status, metadata,
+              (extract(epoch from ts) * 1000)::bigint AS ts_ms
+       FROM "${schema}".usage_records`,
+    )
+  ).rows;
+  return new Map(rows.map((row) => [row.id, row]));
+}
+
+/** JSON with sorted keys: jsonb keeps its own key order. */
+function canonical(value: unknown): string | undefined {
+  if (value === undefined || value === null) return undefined;
+  return JSON.stringify(value, (_key, inner) =>
+    inner && typeof inner === 'object' && !Array.isArray(inner) ? Object.fromEntries(Object.entries(inner).sort(([a], [b]) => a.localeCompare(b))) : inner,
+  );
+}
+
+/** Asserts the mirror holds exactly the local records; names the first few that differ. */
+export function compareMirror(t: Test, local: Map<string, any>, mirror: Map<string, any>): void {
+  t.equal(mirror.size, local.size, `mirror has ${local.size} rows`);
+  let mismatches = 0;
+  for (const [id, record] of local) {
+    const row = mirror.get(id);
+    const same =
+      row &&
+      row.version === record.version &&
+      Number(row.seq) === record.seq &&
+      row.user_id === record.user_id &&
+      row.shard === record.shard &&
+      Number(row.ts_ms) === record.ts &&
+      Number(row.input_tokens) === record.input_tokens &&
+      Number(row.output_tokens) === record.output_tokens &&
+      (row.cost_usd ?? undefined) === record.cost_usd &&
+      row.cost_source === record.cost_source &&
+      row.status === record.status &&
+      canonical(row.metadata) === canonical(record.metadata);
+    if (!same && mismatches++ < 3) t.fail(`row ${id} differs: local ${JSON.stringify(record)} mirror ${JSON.stringify(row)}`);
+  }
+  t.equal(mismatches, 0, 'every row matches its local record');
+}
