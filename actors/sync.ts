@@ -36,6 +36,8 @@ export interface SyncOptions {
   retryBaseMs: number;
   retryMaxMs: number;
   askTimeoutMs: number;
+  /** Shards applied at once (each in its own transaction); at most the sink's connections. */
+  parallelism: number;
   /** Jitter source in [0, 1); a port so tests can fix it. */
   random?: () => number;
 }
@@ -178,33 +180,54 @@ export class SyncLoop {
     }
   }
 
-  /** One page from every shard. Returns whether any shard is still behind. */
+  /**
+   * One page from every shard, `parallelism` shards at a time. Returns
+   * whether any shard is still behind; throws the first failure once every
+   * shard of the cycle has settled (the others' checkpoints stand).
+   */
   private async cycle(): Promise<boolean> {
     let behind = false;
-    for (let shard = 0; shard < this.options.shards && !this.stopping; shard++) {
-      const progress = this.progress[shard]!;
-      let page: ChangesReply;
-      try {
-        page = (await this.options
-          .partition(shard)
-          .ask({ type: 'changes', from_seq: progress.checkpoint, limit: this.options.batchRecordsMax }, { timeoutMs: this.options.askTimeoutMs, caller: 'SyncActor (changes)' })) as ChangesReply;
-        progress.error = undefined;
-      } catch (error) {
-        // A shard that cannot answer (restarting, corrupt) does not hold up the others.
-        progress.error = (error as Error).message;
-        continue;
+    let next = 0;
+    const failures: unknown[] = [];
+    const worker = async () => {
+      while (next < this.options.shards && !this.stopping && failures.length === 0) {
+        const shard = next++;
+        try {
+          if (await this.syncShard(shard)) behind = true;
+        } catch (error) {
+          failures.push(error);
+        }
       }
-      progress.head = page.head_seq;
-      if (page.next_seq > progress.checkpoint) {
-        progress.pendingSince ??= oldestWait(page.records, this.ctx.clock.now());
-        await this.options.sink.apply(shard, page.records, page.next_seq);
-        progress.checkpoint = page.next_seq;
-        this.applied += page.records.length;
-      }
-      if (progress.checkpoint < progress.head) behind = true;
-      else progress.pendingSince = undefined;
-    }
+    };
+    await Promise.all(Array.from({ length: Math.max(1, Math.min(this.options.parallelism, this.options.shards)) }, worker));
+    if (failures.length > 0) throw failures[0];
     return behind;
+  }
+
+  /** Applies one page of one shard; returns whether the shard is still behind. */
+  private async syncShard(shard: number): Promise<boolean> {
+    const progress = this.progress[shard]!;
+    let page: ChangesReply;
+    try {
+      page = (await this.options
+        .partition(shard)
+        .ask({ type: 'changes', from_seq: progress.checkpoint, limit: this.options.batchRecordsMax }, { timeoutMs: this.options.askTimeoutMs, caller: 'SyncActor (changes)' })) as ChangesReply;
+      progress.error = undefined;
+    } catch (error) {
+      // A shard that cannot answer (restarting, corrupt) does not hold up the others.
+      progress.error = (error as Error).message;
+      return false;
+    }
+    progress.head = Math.max(progress.head, page.head_seq);
+    if (page.next_seq > progress.checkpoint) {
+      progress.pendingSince ??= oldestWait(page.records, this.ctx.clock.now());
+      await this.options.sink.apply(shard, page.records, page.next_seq);
+      progress.checkpoint = page.next_seq;
+      this.applied += page.records.length;
+    }
+    if (progress.checkpoint < progress.head) return true;
+    progress.pendingSince = undefined;
+    return false;
   }
 
   private fail(error: unknown): void {

@@ -58,6 +58,7 @@ export function syncWiring(config: Config, system: ActorSystem, partition: (shar
               retryBaseMs: postgres.retry_base_ms,
               retryMaxMs: postgres.retry_max_ms,
               askTimeoutMs: config.limits.query_timeout_ms,
+              parallelism: postgres.pool_max,
             },
             ctx,
             (status) => statusOf.set('postgres', status),
