@@ -1,7 +1,7 @@
 // `npm run bench`: every benchmark of DESIGN §9 that exists so far, each
 // beside a baseline measured in the same run, printed as one table.
-// BENCH_SECONDS sets the measured time per row (default 3); BENCH_ONLY=kernel,ingest,dataset,restart
-// picks groups; BENCH_RECORDS, BENCH_USERS and BENCH_RESTART_RECORDS size the
+// BENCH_SECONDS sets the measured time per row (default 3); BENCH_ONLY=kernel,ingest,dataset,restart,sync
+// picks groups; BENCH_SYNC_RECORDS sizes the mirror's catch-up (200k by default); BENCH_RECORDS, BENCH_USERS and BENCH_RESTART_RECORDS size the
 // dataset (5M, 10k, 1M by default). The servers under test run in child
 // processes: BENCH_YAML replaces the ingest node's cluster.yml and
 // BENCH_CHILD_FLAGS passes node flags to them (for example `--cpu-prof`).
@@ -9,13 +9,14 @@
 import { arch, cpus, totalmem } from 'node:os';
 import { kernelBench } from './kernel.js';
 import { storageBench } from './storage.js';
+import { syncBench } from './sync.js';
 import { renderRows, type Row } from './measure.js';
 
 const natsUrl = process.env.USAGE_TRACKER_NATS_URL ?? 'nats://127.0.0.1:4222';
 const durationMs = Math.round(Number(process.env.BENCH_SECONDS ?? 3) * 1000);
 
 const postgresUrl = process.env.USAGE_TRACKER_BENCH_POSTGRES_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
-const only = new Set((process.env.BENCH_ONLY ?? 'kernel,ingest,dataset,restart').split(','));
+const only = new Set((process.env.BENCH_ONLY ?? 'kernel,ingest,dataset,restart,sync').split(','));
 const log = (line: string) => process.stderr.write(`bench: ${line}\n`);
 
 const rows: Row[] = [];
@@ -34,5 +35,8 @@ if (only.has('ingest') || only.has('dataset') || only.has('restart')) {
       log,
     })),
   );
+}
+if (only.has('sync')) {
+  rows.push(...(await syncBench({ postgresUrl, records: Number(process.env.BENCH_SYNC_RECORDS ?? 200_000), durationMs, log })));
 }
 process.stdout.write(`${renderRows(rows)}\n`);

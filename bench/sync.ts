@@ -1,0 +1,195 @@
+// Benches of the PostgreSQL mirror (issue 4, DESIGN §9), each beside a
+// baseline measured in the same run:
+// - catch-up: a node restarted with the mirror on over N records already
+//   stored, until PostgreSQL holds them all, vs a raw `COPY ... FROM STDIN`
+//   of the same rows into a table of the same columns;
+// - lag: records ingested at 10k/s while the mirror runs in real-time mode;
+//   each row's lag is `synced_at - ingested_at` (PostgreSQL's now() of the
+//   writing transaction minus the node's ingest time; one machine, one clock).
+
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { pipeline } from 'node:stream/promises';
+import { Readable } from 'node:stream';
+import pg from 'pg';
+import { from as copyFrom } from 'pg-copy-streams';
+import { decode, encode } from '../protocols/codec.js';
+import type { StoredRecord } from '../protocols/record.js';
+import { subjects } from '../protocols/subjects.js';
+import { loadConfig } from '../src/config/load.js';
+import { createGenerator } from '../src/demo/generate.js';
+import { silentLogger } from '../src/log.js';
+import { EmbeddedTransport } from '../src/transport/embedded.js';
+import { startNode, type UsageNode } from '../supervisors/node.js';
+import { load } from './load.js';
+import type { Measurement, Row } from './measure.js';
+
+const DAY_MS = 86_400_000;
+
+export interface SyncBenchOptions {
+  postgresUrl: string;
+  records: number;
+  durationMs: number;
+  log: (line: string) => void;
+}
+
+const none: Measurement = { requests: 0, errors: 0, seconds: 0, perSecond: 0, p50Ms: Number.NaN, p95Ms: Number.NaN, p99Ms: Number.NaN };
+
+function nodeEnv(dataDir: string, prefix: string): Record<string, string> {
+  return {
+    USAGE_TRACKER_DATA_DIR: dataDir,
+    USAGE_TRACKER_SUBJECT_PREFIX: prefix,
+    USAGE_TRACKER_NODE_ID: 'bench',
+    USAGE_TRACKER_TRANSPORT: 'embedded',
+    USAGE_TRACKER_NATS_URL: 'nats://127.0.0.1:1',
+    USAGE_TRACKER_LOG_LEVEL: 'silent',
+  };
+}
+
+async function startBenchNode(dataDir: string, prefix: string, yaml: string): Promise<{ node: UsageNode; embedded: EmbeddedTransport }> {
+  const embedded = new EmbeddedTransport(64 * 1024 * 1024);
+  const node = await startNode(loadConfig({ text: yaml, env: nodeEnv(dataDir, prefix) }), { log: silentLogger, embedded });
+  return { node, embedded };
+}
+
+async function waitCaughtUp(embedded: EmbeddedTransport, prefix: string, timeoutMs: number): Promise<void> {
+  const subject = subjects(prefix).endpoint('admin.sync.status');
+  const deadline = performance.now() + timeoutMs;
+  for (;;) {
+    const reply = decode((await embedded.request(subject, encode({}), { timeoutMs: 30_000 })).data) as {
+      backends: { state: string; shards: { lag_records: number }[] }[];
+    };
+    const backend = reply.backends[0]!;
+    if (backend.state === 'realtime' && backend.shards.every((shard) => shard.lag_records === 0)) return;
+    if (performance.now() > deadline) throw new Error(`sync did not catch up within ${timeoutMs} ms`);
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+}
+
+const pgYaml = (url: string, schema: string) =>
+  `limits:\n  mailbox_capacity: 65536\n  query_timeout_ms: 30000\nbackends:\n  postgres:\n    url: ${url}\n    schema: ${schema}\n`;
+
+/** CSV of a record's mirrored columns, as COPY reads it. */
+function csvLine(record: StoredRecord): string {
+  const text = (value: unknown) => (value === undefined || value === null ? '' : `"${String(value).replace(/"/g, '""')}"`);
+  const time = (ms: number) => new Date(ms).toISOString();
+  return [
+    record.shard, text(record.id), text(record.user_id), time(record.ts), text(record.provider), text(record.model), record.input_tokens, record.output_tokens,
+    record.cached_tokens ?? '', record.cost_usd ?? '', text(record.cost_source), record.latency_ms ?? '', text(record.status), text(record.error_code),
+    text(record.session_id), text(record.campaign_id), text(record.operation), record.metadata ? text(JSON.stringify(record.metadata)) : '',
+    record.version, record.seq, time(record.ingested_at),
+  ].join(',');
+}
+
+async function copyBaseline(pool: pg.Pool, schema: string, records: StoredRecord[]): Promise<number> {
+  const client = await pool.connect();
+  try {
+    await client.query(`CREATE TABLE "${schema}".copy_baseline (LIKE "${schema}".usage_records INCLUDING ALL)`);
+    const started = performance.now();
+    const columns = 'shard, id, user_id, ts, provider, model, input_tokens, output_tokens, cached_tokens, cost_usd, cost_source, latency_ms, status, error_code, session_id, campaign_id, operation, metadata, version, seq, ingested_at';
+    const stream = client.query(copyFrom(`COPY "${schema}".copy_baseline (${columns}) FROM STDIN WITH (FORMAT csv)`));
+    await pipeline(
+      Readable.from(
+        (function* () {
+          for (let start = 0; start < records.length; start += 1000) yield records.slice(start, start + 1000).map(csvLine).join('\n') + '\n';
+        })(),
+      ),
+      stream,
+    );
+    return (performance.now() - started) / 1000;
+  } finally {
+    client.release();
+  }
+}
+
+export async function syncBench(options: SyncBenchOptions): Promise<Row[]> {
+  const rows: Row[] = [];
+  const pool = new pg.Pool({ connectionString: options.postgresUrl, max: 2 });
+  const schema = `bench_sync_${process.pid}`;
+  const dataDir = mkdtempSync(join(tmpdir(), 'usage-tracker-bench-sync-'));
+  const prefix = `benchsync${process.pid}`;
+  try {
+    options.log(`sync: storing ${options.records.toLocaleString('en-US')} records, then mirroring them into PostgreSQL`);
+    const first = await startBenchNode(dataDir, prefix, 'limits:\n  mailbox_capacity: 65536\n');
+    await load({ embedded: first.embedded, prefix }, options.records, 10_000, 30, 5, options.log);
+    await first.node.stop();
+
+    const started = performance.now();
+    const mirrored = await startBenchNode(dataDir, prefix, pgYaml(options.postgresUrl, schema));
+    await waitCaughtUp(mirrored.embedded, prefix, 600_000);
+    const syncSeconds = (performance.now() - started) / 1000;
+    const count = Number((await pool.query(`SELECT count(*) AS n FROM "${schema}".usage_records`)).rows[0].n);
+    if (count !== options.records) throw new Error(`the mirror holds ${count} rows, not ${options.records}`);
+    const stored = (await pool.query(`SELECT * FROM "${schema}".usage_records`)).rows.map(
+      (row) =>
+        ({
+          ...row,
+          ts: row.ts.getTime(),
+          ingested_at: row.ingested_at.getTime(),
+          input_tokens: Number(row.input_tokens),
+          output_tokens: Number(row.output_tokens),
+          cached_tokens: row.cached_tokens === null ? undefined : Number(row.cached_tokens),
+          seq: Number(row.seq),
+        }) as StoredRecord,
+    );
+    const copySeconds = await copyBaseline(pool, schema, stored);
+    const copyRate: Measurement = { ...none, perSecond: options.records / copySeconds, seconds: copySeconds };
+    const syncRate: Measurement = { ...none, perSecond: options.records / syncSeconds, seconds: syncSeconds };
+    rows.push({
+      group: 'sync',
+      name: `PostgreSQL: raw COPY of the same ${options.records.toLocaleString('en-US')} rows`,
+      concurrency: 1,
+      measurement: copyRate,
+      value: `${Math.round(copyRate.perSecond).toLocaleString('en-US')} rows/s`,
+    });
+    rows.push({
+      group: 'sync',
+      name: `PostgreSQL mirror catching up ${options.records.toLocaleString('en-US')} records (node start to caught up)`,
+      concurrency: 1,
+      measurement: syncRate,
+      baseline: copyRate,
+      value: `${Math.round(syncRate.perSecond).toLocaleString('en-US')} rows/s`,
+      target: '>= 0.6',
+    });
+
+    options.log('sync: lag while ingesting 10k records/s');
+    const generator = createGenerator({ seed: 11, users: 10_000, fromMs: Date.now() - DAY_MS, days: 1, idPrefix: `lag${process.pid}` });
+    const subject = subjects(prefix).endpoint('ingest');
+    const ingestStarted = Date.now();
+    let sent = 0;
+    const inFlight: Promise<unknown>[] = [];
+    const ticks = Math.round(options.durationMs / 10);
+    for (let tick = 0; tick < ticks; tick++) {
+      const due = ingestStarted + tick * 10;
+      if (due > Date.now()) await new Promise((resolve) => setTimeout(resolve, due - Date.now()));
+      const records = Array.from({ length: 100 }, (_, i) => generator.recordAt(sent + i));
+      sent += records.length;
+      inFlight.push(mirrored.embedded.request(subject, encode({ records }), { timeoutMs: 30_000 }));
+    }
+    await Promise.all(inFlight);
+    const offeredPerSecond = sent / ((Date.now() - ingestStarted) / 1000);
+    await waitCaughtUp(mirrored.embedded, prefix, 120_000);
+    const lags = (
+      await pool.query(
+        `SELECT extract(epoch from (synced_at - ingested_at)) * 1000 AS lag_ms FROM "${schema}".usage_records WHERE id LIKE $1 ORDER BY 1`,
+        [`lag${process.pid}%`],
+      )
+    ).rows.map((row) => Number(row.lag_ms));
+    const at = (q: number) => lags[Math.min(lags.length - 1, Math.floor(q * lags.length))] ?? Number.NaN;
+    rows.push({
+      group: 'sync',
+      name: `PostgreSQL mirror lag while ingesting ${Math.round(offeredPerSecond).toLocaleString('en-US')} records/s (${lags.length.toLocaleString('en-US')} rows)`,
+      concurrency: '10k/s',
+      measurement: { ...none, requests: lags.length, p50Ms: at(0.5), p95Ms: at(0.95), p99Ms: at(0.99) },
+      value: `p99 ${at(0.99).toFixed(0)} ms`,
+      target: 'p99 < 1,000 ms',
+    });
+    await mirrored.node.stop();
+  } finally {
+    await pool.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`).catch(() => undefined);
+    await pool.end();
+    rmSync(dataDir, { recursive: true, force: true });
+  }
+  return rows;
+}
