@@ -26,6 +26,7 @@ export interface SyncApi {
   configured(): SyncBackend[];
   status(backend: SyncBackend): Promise<Record<string, unknown>>;
   resync(backend: SyncBackend, fromSeq: number, shards: number[] | undefined): Promise<Record<string, unknown>>;
+  verify(backend: SyncBackend, repair: boolean, shards: number[] | undefined): Promise<Record<string, unknown>>;
 }
 
 export function endpointHandlers(deps: EndpointDependencies): EndpointHandlers {
@@ -74,6 +75,11 @@ export function endpointHandlers(deps: EndpointDependencies): EndpointHandlers {
       const request = check(schemas.syncResync, body);
       if (!deps.sync.configured().includes(request.backend)) throw notConfigured(request.backend);
       return { ok: true, ...(await deps.sync.resync(request.backend, request.from_seq, request.shards)) };
+    },
+    async 'admin.sync.verify'(body) {
+      const request = check(schemas.syncVerify, body);
+      if (!deps.sync.configured().includes(request.backend)) throw notConfigured(request.backend);
+      return { ok: true, ...(await deps.sync.verify(request.backend, request.repair, request.shards)) };
     },
   };
 }

@@ -15,6 +15,7 @@ import { createAggregator, type AggregatePartial } from '../src/query/aggregate.
 import { createShardPageSelection } from '../src/query/records.js';
 import { ShardStore, type NewRecord, type WriteResult } from '../src/storage/shard-store.js';
 import { WalFailure } from '../src/storage/wal.js';
+import { leafOf, ShardDigest } from '../src/sync/merkle.js';
 
 export type PartitionMessage =
   | { type: 'write'; records: NewRecord[] }
@@ -23,6 +24,8 @@ export type PartitionMessage =
   | { type: 'aggregate'; query: AggregateQuery }
   | { type: 'records'; query: RecordsQuery }
   | { type: 'changes'; from_seq: number; limit: number }
+  | { type: 'digest' }
+  | { type: 'bucket_records'; day: string; buckets: number[] }
   | { type: 'seal' }
   | { type: 'tick' }
   | { type: 'status' };
@@ -152,6 +155,11 @@ export async function partitionBehavior(options: PartitionOptions, ctx: ActorCon
           return later(
             store.changes(message.from_seq, message.limit).then(({ records, nextSeq, headSeq }) => ({ records, next_seq: nextSeq, head_seq: headSeq })),
           );
+        case 'digest':
+          // Anti-entropy reads the whole shard: beside the writes, like the change feed.
+          return later(shardDigest(store));
+        case 'bucket_records':
+          return later(bucketRecords(store, message.day, message.buckets));
         case 'seal':
           return store.seal();
         case 'tick':
@@ -168,4 +176,21 @@ export async function partitionBehavior(options: PartitionOptions, ctx: ActorCon
       await store.close();
     },
   };
+}
+
+/** The shard's anti-entropy tree over every current, durable record (src/sync/merkle.ts). */
+async function shardDigest(store: ShardStore): Promise<{ digest: ReturnType<ShardDigest['toWire']> }> {
+  const digest = new ShardDigest();
+  for await (const record of store.scan({})) digest.add(record.id, record.version, record.ts);
+  return { digest: digest.toWire() };
+}
+
+/** The current records of one UTC day whose ids fall in `buckets`. */
+async function bucketRecords(store: ShardStore, day: string, buckets: number[]): Promise<{ records: StoredRecord[] }> {
+  const from = Date.parse(`${day}T00:00:00.000Z`);
+  if (Number.isNaN(from)) throw new ProtocolError('E_VALIDATION', `day ${day} is not a YYYY-MM-DD date`, { field: 'day' });
+  const wanted = new Set(buckets);
+  const records: StoredRecord[] = [];
+  for await (const record of store.scan({ from, to: from + 86_400_000 })) if (wanted.has(leafOf(record.id, record.version).bucket)) records.push(record);
+  return { records };
 }

@@ -18,10 +18,17 @@ import { ProtocolError } from '../protocols/errors.js';
 import type { StoredRecord } from '../protocols/record.js';
 import { later, type ActorContext, type Behavior, type Later } from '../src/kernel/actor.js';
 import type { ActorRef } from '../src/kernel/system.js';
-import type { SyncSink } from '../src/sync/sink.js';
+import { compareDigests, ShardDigest } from '../src/sync/merkle.js';
+import { isVerifiable, type SyncSink, type VerifiableSink } from '../src/sync/sink.js';
 import type { PartitionMessage, PartitionReply } from './partition.js';
 
-export type SyncMessage = { type: 'status' } | { type: 'resync'; from_seq: number; shards?: number[] };
+export type SyncMessage =
+  | { type: 'status' }
+  | { type: 'resync'; from_seq: number; shards?: number[] }
+  | { type: 'verify'; repair: boolean; shards?: number[] };
+
+/** How long one shard's comparison may take (it reads the whole shard on both sides). */
+const VERIFY_SHARD_TIMEOUT_MS = 10 * 60_000;
 
 export type SyncState = 'connecting' | 'catching_up' | 'realtime' | 'retrying' | 'stopped';
 
@@ -87,22 +94,88 @@ export class SyncLoop {
     this.state = 'stopped';
   }
 
-  /** Moves the checkpoints of `shards` (all by default) to `fromSeq`; resolves once the loop has done it. */
-  resync(fromSeq: number, shards: number[] | undefined): Promise<void> {
+  /** Throws E_UNAVAILABLE unless the backend is connected. */
+  private requireConnected(): void {
     if (this.state === 'connecting' || this.state === 'retrying' || this.state === 'stopped') {
       const why = this.lastError ? `: ${this.lastError.message}` : '';
-      return Promise.reject(new ProtocolError('E_UNAVAILABLE', `${this.options.sink.backend} is not connected (${this.state}${why}); try again when sync.status says it is`));
+      throw new ProtocolError('E_UNAVAILABLE', `${this.options.sink.backend} is not connected (${this.state}${why}); try again when sync.status says it is`);
     }
+  }
+
+  /** The shards named (all by default); E_VALIDATION for one that does not exist. */
+  private targets(shards: number[] | undefined): number[] {
     const targets = shards ?? this.progress.map((_, shard) => shard);
     for (const shard of targets) {
       if (!Number.isInteger(shard) || shard < 0 || shard >= this.options.shards) {
-        return Promise.reject(new ProtocolError('E_VALIDATION', `shard ${shard} does not exist (0 to ${this.options.shards - 1})`, { field: 'shards' }));
+        throw new ProtocolError('E_VALIDATION', `shard ${shard} does not exist (0 to ${this.options.shards - 1})`, { field: 'shards' });
       }
+    }
+    return targets;
+  }
+
+  /** Moves the checkpoints of `shards` (all by default) to `fromSeq`; resolves once the loop has done it. */
+  resync(fromSeq: number, shards: number[] | undefined): Promise<void> {
+    let targets: number[];
+    try {
+      this.requireConnected();
+      targets = this.targets(shards);
+    } catch (error) {
+      return Promise.reject(error);
     }
     return new Promise((resolve, reject) => {
       this.resyncs.push({ fromSeq, shards: targets, done: (error) => (error ? reject(error) : resolve()) });
       this.wake?.();
     });
+  }
+
+  /**
+   * Anti-entropy: compares each shard's tree with the backend's (days, then
+   * buckets, then rows; src/sync/merkle.ts) and, with `repair`, writes what
+   * the backend misses or holds at another version and removes what local
+   * data does not have. The backend is read before local data each time, so
+   * a record that arrives meanwhile can only look missing (and be written
+   * again, harmlessly), never extra.
+   */
+  async verify(repair: boolean, shards: number[] | undefined): Promise<Record<string, unknown>> {
+    const sink = this.options.sink;
+    if (!isVerifiable(sink)) throw new ProtocolError('E_VALIDATION', `${sink.backend} cannot be verified yet`, { field: 'backend' });
+    this.requireConnected();
+    const reports = [];
+    for (const shard of this.targets(shards)) reports.push(await this.verifyShard(sink, shard, repair));
+    const equal = reports.every((report) => report.missing + report.stale + report.extra === 0);
+    this.ctx.log.info({ backend: sink.backend, repair, equal, shards: reports.length }, 'sync verify');
+    return { backend: sink.backend, repair, equal, shards: reports };
+  }
+
+  private async verifyShard(sink: VerifiableSink, shard: number, repair: boolean) {
+    const ask = async <T>(message: PartitionMessage) =>
+      (await this.options.partition(shard).ask(message, { timeoutMs: VERIFY_SHARD_TIMEOUT_MS, caller: 'SyncActor (verify)' })) as T;
+    const remote = await sink.digest(shard);
+    const local = ShardDigest.fromWire((await ask<{ digest: Parameters<typeof ShardDigest.fromWire>[0] }>({ type: 'digest' })).digest);
+    const difference = compareDigests(local, remote);
+    const report = { shard, days_equal: difference.daysEqual, days_differ: difference.differing.length, buckets_differ: 0, missing: 0, stale: 0, extra: 0 };
+    for (const { day, buckets } of difference.differing) {
+      report.buckets_differ += buckets.length;
+      const remoteVersions = await sink.versionsIn(shard, day, buckets);
+      const { records } = await ask<{ records: StoredRecord[] }>({ type: 'bucket_records', day, buckets });
+      const write: StoredRecord[] = [];
+      const localIds = new Set<string>();
+      for (const record of records) {
+        localIds.add(record.id);
+        const version = remoteVersions.get(record.id);
+        if (version === record.version) continue;
+        if (version === undefined) report.missing++;
+        else report.stale++;
+        write.push(record);
+      }
+      const extra = [...remoteVersions.keys()].filter((id) => !localIds.has(id));
+      report.extra += extra.length;
+      if (repair) {
+        await sink.repair(shard, write);
+        await sink.remove(shard, extra);
+      }
+    }
+    return report;
   }
 
   /** Status with each shard's head read now, so the lag counts changes the loop has not polled yet. */
@@ -280,6 +353,8 @@ export function syncBehavior(options: SyncOptions, ctx: ActorContext, publishSta
           return later(loop.freshStatus());
         case 'resync':
           return later(loop.resync(message.from_seq, message.shards).then(() => loop.status()));
+        case 'verify':
+          return later(loop.verify(message.repair, message.shards));
         default:
           throw new ProtocolError('E_BAD_REQUEST', `unknown sync message ${(message as { type?: unknown }).type}`);
       }

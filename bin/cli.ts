@@ -10,7 +10,7 @@ import { runDemo } from './commands/demo.js';
 import { ingestFile, printSummary, type IngestOptions } from './commands/ingest.js';
 import { start, status } from './commands/node.js';
 import { runQuery } from './commands/query.js';
-import { resync, syncStatus } from './commands/sync.js';
+import { resync, syncStatus, verify } from './commands/sync.js';
 
 function connectionOptions(command: Command, what: string): Command {
   return command
@@ -89,6 +89,15 @@ function program(): Command {
     .addOption(new Option('--timeout <ms>', 'how long to wait for each answer').default('10000'))
     .action(async (backend: string, options) => {
       process.stdout.write(await resync(backend, options));
+    });
+  connectionOptions(sync.command('verify').argument('<backend>', 'postgres').description('compare a mirror with local data (Merkle trees per shard and day) and repair what differs'), 'ask')
+    .option('--no-repair', 'only report the differences')
+    .option('--shards <list>', 'only these shards, comma-separated (default: all)')
+    .option('--quiet', 'no progress bar')
+    .option('--json', 'print the per-shard report as JSON')
+    .addOption(new Option('--timeout <ms>', 'how long to wait for each shard').default('600000'))
+    .action(async (backend: string, options) => {
+      process.stdout.write(await verify(backend, options));
     });
   return cli;
 }

@@ -60,12 +60,19 @@ export interface RequestSchemas {
   adminStatus: z.ZodType<Record<string, never>>;
   syncStatus: z.ZodType<SyncStatusRequest>;
   syncResync: z.ZodType<SyncResyncRequest>;
+  syncVerify: z.ZodType<SyncVerifyRequest>;
 }
 
 export const SYNC_BACKENDS = ['postgres', 'chroma'] as const;
 export type SyncBackend = (typeof SYNC_BACKENDS)[number];
 export interface SyncStatusRequest {
   backend?: SyncBackend;
+}
+export interface SyncVerifyRequest {
+  backend: SyncBackend;
+  /** Write what differs (default), or only report it. */
+  repair: boolean;
+  shards?: number[];
 }
 export interface SyncResyncRequest {
   backend: SyncBackend;
@@ -104,6 +111,7 @@ export function requestSchemas(limits: ProtocolLimits = DEFAULT_LIMITS, now: () 
     to: timestampSchema(now).optional(),
   };
   const backend = z.enum(SYNC_BACKENDS, { error: `must be one of ${SYNC_BACKENDS.join(', ')}` });
+  const shardList = z.array(z.number().int('must be a whole number').min(0, 'must not be negative').max(65_535)).min(1).max(4096).optional();
   const fromBeforeTo = (query: { from?: number | undefined; to?: number | undefined }) =>
     query.from === undefined || query.to === undefined || query.from <= query.to;
   return {
@@ -138,9 +146,12 @@ export function requestSchemas(limits: ProtocolLimits = DEFAULT_LIMITS, now: () 
       .object({
         backend,
         from_seq: z.number().int('must be a whole number').min(0, 'must not be negative').max(Number.MAX_SAFE_INTEGER).default(0),
-        shards: z.array(z.number().int('must be a whole number').min(0, 'must not be negative').max(65_535)).min(1).max(4096).optional(),
+        shards: shardList,
       })
       .strict() as z.ZodType<SyncResyncRequest>,
+    syncVerify: z
+      .object({ backend, repair: z.boolean({ error: 'must be true or false' }).default(true), shards: shardList })
+      .strict() as z.ZodType<SyncVerifyRequest>,
   };
 }
 

@@ -30,6 +30,7 @@ export const ENDPOINTS = {
   'admin.status': 'admin.status',
   'admin.sync.status': 'admin.sync.status',
   'admin.sync.resync': 'admin.sync.resync',
+  'admin.sync.verify': 'admin.sync.verify',
 } as const;
 
 export type EndpointName = keyof typeof ENDPOINTS;

@@ -73,6 +73,9 @@ export function syncWiring(config: Config, system: ActorSystem, partition: (shar
     api: {
       configured: () => children.map((child) => child.id as SyncBackend),
       status: async (backend) => (await ref(backend).ask({ type: 'status' }, { timeoutMs, caller: 'admin.sync.status' })) as Record<string, unknown>,
+      verify: async (backend, repair, shards) =>
+        // Each shard may take minutes on a large store; the ask allows for all of them.
+        (await ref(backend).ask({ type: 'verify', repair, ...(shards ? { shards } : {}) }, { timeoutMs: 10 * 60_000 * (shards?.length ?? config.cluster.shards), caller: 'admin.sync.verify' })) as Record<string, unknown>,
       resync: async (backend, fromSeq, shards) =>
         (await ref(backend).ask({ type: 'resync', from_seq: fromSeq, ...(shards ? { shards } : {}) }, { timeoutMs, caller: 'admin.sync.resync' })) as Record<string, unknown>,
     },

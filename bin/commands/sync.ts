@@ -112,3 +112,56 @@ export async function resync(backend: string, options: ResyncOptions): Promise<s
     }
   });
 }
+
+export interface VerifyOptions extends ConnectionOptions {
+  repair: boolean;
+  shards?: string;
+  quiet?: boolean;
+  json?: boolean;
+  timeout: string;
+}
+
+interface ShardVerify {
+  shard: number;
+  days_equal: number;
+  days_differ: number;
+  buckets_differ: number;
+  missing: number;
+  stale: number;
+  extra: number;
+}
+
+/**
+ * Compares a mirror with local data shard by shard (one request each, so a
+ * progress bar can follow), repairing what differs unless --no-repair.
+ */
+export async function verify(backend: string, options: VerifyOptions): Promise<string> {
+  const timeoutMs = parseTimeout(options.timeout);
+  return withClient(options, timeoutMs, async (client) => {
+    const [status] = await client.expect<{ backends: BackendStatus[] }>('admin.sync.status', { backend }, timeoutMs).then((reply) => reply.backends);
+    if (!status) throw new CliError(`${backend} is not configured on the node that answered`);
+    const shards = parseShards(options.shards) ?? status.shards.map((shard) => shard.shard);
+    const bar = options.quiet || options.json || !process.stderr.isTTY ? undefined : new SingleBar({ format: `${backend} verify [{bar}] {value}/{total} shards`, hideCursor: true }, Presets.shades_classic);
+    bar?.start(shards.length, 0);
+    const reports: ShardVerify[] = [];
+    for (const shard of shards) {
+      const reply = await client.expect<{ shards: ShardVerify[] }>('admin.sync.verify', { backend, repair: options.repair, shards: [shard] }, timeoutMs);
+      reports.push(...reply.shards);
+      bar?.increment();
+    }
+    bar?.stop();
+    if (options.json) return `${JSON.stringify({ backend, repair: options.repair, shards: reports }, null, 2)}\n`;
+    const sum = (key: 'missing' | 'stale' | 'extra' | 'buckets_differ') => reports.reduce((total, report) => total + report[key], 0);
+    const differing = reports.filter((report) => report.days_differ > 0);
+    const verdict =
+      sum('missing') + sum('stale') + sum('extra') === 0
+        ? `${backend}: equal to local data on ${reports.length} shard(s)`
+        : `${backend}: ${sum('missing')} missing, ${sum('stale')} at another version, ${sum('extra')} extra, in ${sum('buckets_differ')} bucket(s); ${options.repair ? 'repaired' : 'not repaired (--no-repair)'}`;
+    if (differing.length === 0) return `${verdict}\n`;
+    const table = renderTable(
+      ['shard', 'days equal', 'days differ', 'buckets differ', 'missing', 'stale', 'extra'],
+      differing.map((report) => [report.shard, report.days_equal, report.days_differ, report.buckets_differ, report.missing, report.stale, report.extra].map(String)),
+    );
+    return `${verdict}\n\n${table}\n`;
+  });
+}

@@ -7,7 +7,8 @@
 import pg from 'pg';
 import type { StoredRecord } from '../../protocols/record.js';
 import { migratePostgres, quoteIdent } from './postgres-schema.js';
-import type { SyncSink } from './sink.js';
+import { ShardDigest } from './merkle.js';
+import type { VerifiableSink } from './sink.js';
 
 export interface PostgresSinkOptions {
   url: string;
@@ -59,6 +60,21 @@ ON CONFLICT (shard, id) DO UPDATE SET
   synced_at = now()
 WHERE usage_records.version < EXCLUDED.version`;
 
+/** A repair writes the local version whatever the row holds (it may be newer by an outside edit). */
+const REPAIR = UPSERT.replace('WHERE usage_records.version < EXCLUDED.version', '');
+
+/** The anti-entropy tree of one shard, as src/sync/merkle.ts computes it locally. */
+const DIGEST = `
+SELECT to_char(ts AT TIME ZONE 'UTC', 'YYYY-MM-DD') AS day,
+       get_byte(decode(md5(id), 'hex'), 0) AS bucket,
+       count(*) AS n,
+       bit_xor(('x' || substr(md5(id || ':' || version), 1, 16))::bit(64)::bigint)::text AS x
+FROM usage_records WHERE shard = $1 GROUP BY 1, 2`;
+
+const VERSIONS_IN = `
+SELECT id, version FROM usage_records
+WHERE shard = $1 AND ts >= $2::date AND ts < $2::date + 1 AND get_byte(decode(md5(id), 'hex'), 0) = ANY($3::int[])`;
+
 const CHECKPOINT = `
 INSERT INTO sync_checkpoints (shard, seq, updated_at) VALUES ($1, $2, now())
 ON CONFLICT (shard) DO UPDATE SET seq = EXCLUDED.seq, updated_at = now()`;
@@ -75,7 +91,7 @@ function columnsOf(records: readonly StoredRecord[]): unknown[][] {
   return arrays;
 }
 
-export class PostgresSink implements SyncSink {
+export class PostgresSink implements VerifiableSink {
   readonly backend = 'postgres';
   private pool: pg.Pool | undefined;
 
@@ -130,6 +146,27 @@ export class PostgresSink implements SyncSink {
     } finally {
       client.release();
     }
+  }
+
+  async digest(shard: number): Promise<ShardDigest> {
+    const rows = (await this.requirePool().query<{ day: string; bucket: number; n: string; x: string }>(DIGEST, [shard])).rows;
+    return ShardDigest.fromWire(rows.map((row) => [row.day, row.bucket, Number(row.n), row.x] as const));
+  }
+
+  async versionsIn(shard: number, day: string, buckets: readonly number[]): Promise<Map<string, number>> {
+    const rows = (await this.requirePool().query<{ id: string; version: number }>(VERSIONS_IN, [shard, day, buckets])).rows;
+    return new Map(rows.map((row) => [row.id, row.version]));
+  }
+
+  async repair(shard: number, records: readonly StoredRecord[]): Promise<void> {
+    if (records.length === 0) return;
+    if (records.some((record) => record.shard !== shard)) throw new Error(`repair of shard ${shard} got a record of another shard`);
+    await this.requirePool().query(REPAIR, columnsOf(records));
+  }
+
+  async remove(shard: number, ids: readonly string[]): Promise<void> {
+    if (ids.length === 0) return;
+    await this.requirePool().query('DELETE FROM usage_records WHERE shard = $1 AND id = ANY($2::text[])', [shard, ids]);
   }
 
   async setCheckpoint(shard: number, seq: number): Promise<void> {

@@ -139,6 +139,47 @@ t.test('PostgreSQL refusing connections under load: ingest never stalls, the mir
   await assertMirrorEqualsLocal(t, node, schema);
 });
 
+t.test('verify finds rows missing, at another version or extra in PostgreSQL, bucket by bucket, and repairs them', async (t) => {
+  const schema = uniqueName('sync_v');
+  t.teardown(() => dropSchema(schema));
+  const node = await startTestNode(yamlFor(POSTGRES_URL, schema));
+  t.teardown(() => node.stop());
+  const batch = records(800, 21);
+  for (const part of [batch.slice(0, 400), batch.slice(400)]) await node.call('ingest', { records: part });
+  await caughtUp(node);
+  const clean = await node.call('admin.sync.verify', { backend: 'postgres' });
+  t.equal(clean.ok, true);
+  t.equal(clean.equal, true, 'a mirror that caught up is equal');
+  t.equal(clean.shards.length, 4);
+  t.ok(clean.shards.every((s: any) => s.days_differ === 0 && s.days_equal > 0), 'every day of every shard compares equal');
+
+  // Damage the mirror behind the node's back.
+  const [gone, bumped] = [batch[3]!, batch[500]!];
+  await admin.query(`DELETE FROM "${schema}".usage_records WHERE id = $1`, [gone.id]);
+  await admin.query(`UPDATE "${schema}".usage_records SET version = version + 5, output_tokens = 1 WHERE id = $1`, [bumped.id]);
+  await admin.query(
+    `INSERT INTO "${schema}".usage_records (shard, id, user_id, ts, provider, model, input_tokens, output_tokens, cost_source, status, version, seq, ingested_at)
+     SELECT shard, 'not-local-1', user_id, ts, provider, model, 1, 1, 'unknown', 'success', 1, 999999, ingested_at FROM "${schema}".usage_records LIMIT 1`,
+  );
+  const found = await node.call('admin.sync.verify', { backend: 'postgres', repair: false });
+  t.equal(found.equal, false);
+  const total = (key: string) => found.shards.reduce((sum: number, s: any) => sum + s[key], 0);
+  t.same({ missing: total('missing'), stale: total('stale'), extra: total('extra') }, { missing: 1, stale: 1, extra: 1 });
+  t.ok(total('buckets_differ') >= 2 && total('buckets_differ') <= 3, 'only the damaged buckets are compared row by row');
+  const still = Number((await admin.query(`SELECT count(*) AS n FROM "${schema}".usage_records WHERE id = 'not-local-1'`)).rows[0].n);
+  t.equal(still, 1, 'repair: false changes nothing');
+
+  const repaired = await node.call('admin.sync.verify', { backend: 'postgres' });
+  t.equal(repaired.repair, true);
+  t.equal(repaired.equal, false, 'the repairing run reports what it found');
+  const again = await node.call('admin.sync.verify', { backend: 'postgres', repair: false });
+  t.equal(again.equal, true, 'after the repair the mirror is equal again');
+  await assertMirrorEqualsLocal(t, node, schema);
+  const bad = await node.call('admin.sync.verify', { backend: 'postgres', repair: 'yes' });
+  t.equal(bad.error?.code, 'E_VALIDATION');
+  t.equal(bad.error?.field, 'repair');
+});
+
 t.test('admin.sync commands refuse bad input clearly', async (t) => {
   const schema = uniqueName('sync_c');
   t.teardown(() => dropSchema(schema));
@@ -215,6 +256,17 @@ t.test('the CLI shows sync status and runs a resync to the end', async (t) => {
   const resync = await cli(['sync', 'resync', 'postgres', '--from-seq', '0', '--quiet'], prefix);
   t.equal(resync.code, 0, resync.stderr);
   t.match(resync.stdout, /postgres: caught up; \d+ records applied/);
+  await assertMirrorEqualsLocal(t, node, schema);
+
+  const verified = await cli(['sync', 'verify', 'postgres', '--quiet'], prefix);
+  t.equal(verified.code, 0, verified.stderr);
+  t.match(verified.stdout, /^postgres: equal to local data on 4 shard\(s\)/);
+  await admin.query(`DELETE FROM "${schema}".usage_records WHERE id IN (SELECT id FROM "${schema}".usage_records LIMIT 2)`);
+  const checkOnly = await cli(['sync', 'verify', 'postgres', '--no-repair', '--quiet'], prefix);
+  t.match(checkOnly.stdout, /^postgres: 2 missing, 0 at another version, 0 extra, in \d+ bucket\(s\); not repaired/);
+  t.match(checkOnly.stdout, /\| shard \| days equal \|/);
+  const fixed = await cli(['sync', 'verify', 'postgres', '--quiet'], prefix);
+  t.match(fixed.stdout, /repaired/);
   await assertMirrorEqualsLocal(t, node, schema);
 
   const badSeq = await cli(['sync', 'resync', 'postgres', '--from-seq', '-3'], prefix);
