@@ -10,6 +10,7 @@ import { syncBehavior, type SyncMessage } from '../actors/sync.js';
 import type { SyncBackend } from '../protocols/requests.js';
 import type { Config } from '../src/config/schema.js';
 import type { ActorRef, ActorSystem } from '../src/kernel/system.js';
+import { ChromaSink } from '../src/sync/chroma-sink.js';
 import { PostgresSink } from '../src/sync/postgres-sink.js';
 import type { ChildSpec } from './spec.js';
 import { actorChild } from './worker.js';
@@ -62,6 +63,39 @@ export function syncWiring(config: Config, system: ActorSystem, partition: (shar
             },
             ctx,
             (status) => statusOf.set('postgres', status),
+          ),
+      }),
+    );
+  }
+  const chroma = config.backends.chroma;
+  if (chroma) {
+    children.push(
+      actorChild<SyncMessage, unknown>({
+        id: 'chroma',
+        mailboxCapacity: 256,
+        shutdownMs: config.supervision.shutdown_ms,
+        detail: () => summary(statusOf.get('chroma')?.() ?? {}),
+        behavior: (ctx) =>
+          syncBehavior(
+            {
+              sink: new ChromaSink({
+                url: chroma.url,
+                collectionPrefix: chroma.collection_prefix,
+                requestTimeoutMs: chroma.request_timeout_ms,
+                requestRecordsMax: chroma.batch_records_max,
+              }),
+              shards: config.cluster.shards,
+              partition,
+              batchRecordsMax: chroma.batch_records_max,
+              windowMs: chroma.window_ms,
+              retryBaseMs: chroma.retry_base_ms,
+              retryMaxMs: chroma.retry_max_ms,
+              askTimeoutMs: config.limits.query_timeout_ms,
+              // Each batch writes three collections already; one shard at a time bounds the load on the server.
+              parallelism: 1,
+            },
+            ctx,
+            (status) => statusOf.set('chroma', status),
           ),
       }),
     );

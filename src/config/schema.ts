@@ -84,7 +84,21 @@ export const configSchema = z
           })
           .strict()
           .optional(),
-        chroma: z.object({ url: urlOf(['http', 'https']) }).strict().optional(),
+        chroma: z
+          .object({
+            url: urlOf(['http', 'https']),
+            collection_prefix: z
+              .string()
+              .regex(/^(?:[a-zA-Z0-9][a-zA-Z0-9._-]{0,62})?$/, "must be empty or start with a letter or digit, then letters, digits, '.', '_' or '-' (at most 63)")
+              .default(''),
+            batch_records_max: positiveInt(100_000).default(1000),
+            window_ms: positiveInt(60_000).default(200),
+            retry_base_ms: positiveInt(60_000).default(200),
+            retry_max_ms: positiveInt(600_000).default(30_000),
+            request_timeout_ms: positiveInt(3_600_000).default(30_000),
+          })
+          .strict()
+          .optional(),
       })
       .strict()
       .prefault({}),
