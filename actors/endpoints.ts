@@ -7,6 +7,7 @@ import type { ProtocolLimits } from '../protocols/limits.js';
 import { recordValidator } from '../protocols/record.js';
 import { requestSchemas, validateRequest, type SyncBackend } from '../protocols/requests.js';
 import type { EndpointHandlers, EndpointReply } from './gateway.js';
+import type { PatternApi } from './pattern-api.js';
 import type { StorageApi } from './storage-api.js';
 
 export interface EndpointDependencies {
@@ -20,6 +21,8 @@ export interface EndpointDependencies {
   storage: StorageApi;
   /** The sync actors of the configured backends. */
   sync: SyncApi;
+  /** query.similar and query.anomalies. */
+  patterns: PatternApi;
 }
 
 export interface SyncApi {
@@ -59,6 +62,12 @@ export function endpointHandlers(deps: EndpointDependencies): EndpointHandlers {
     'query.aggregate'(body) {
       const query = check(schemas.queryAggregate, body);
       return deps.storage.aggregate(query);
+    },
+    'query.similar'(body) {
+      return deps.patterns.similar(check(schemas.querySimilar, body));
+    },
+    'query.anomalies'(body) {
+      return deps.patterns.anomalies(check(schemas.queryAnomalies, body));
     },
     'admin.status'(body) {
       check(schemas.adminStatus, body);

@@ -3,7 +3,7 @@
 
 import { z } from 'zod';
 import { ProtocolError } from './errors.js';
-import { DEFAULT_LIMITS, type ProtocolLimits } from './limits.js';
+import { COST_USD_MAX, DEFAULT_LIMITS, LATENCY_MS_MAX, TOKENS_MAX, type ProtocolLimits } from './limits.js';
 import { isCleanText, RECORD_STATUSES, timestampSchema, validationError, type RecordValidator, type UsageRecord, type Validation } from './record.js';
 
 export type IngestItem = { index: number; ok: true; record: UsageRecord } | { index: number; ok: false; id?: string; error: ProtocolError };
@@ -61,6 +61,40 @@ export interface RequestSchemas {
   syncStatus: z.ZodType<SyncStatusRequest>;
   syncResync: z.ZodType<SyncResyncRequest>;
   syncVerify: z.ZodType<SyncVerifyRequest>;
+  querySimilar: z.ZodType<SimilarQuery>;
+  queryAnomalies: z.ZodType<AnomaliesQuery>;
+}
+
+export const PATTERN_RESULTS_MAX = 100;
+
+/** A partial description of a call, for query.similar (what it leaves out does not pull either way). */
+export interface UsageDescriptionRequest {
+  provider?: string;
+  model?: string;
+  input_tokens?: number;
+  output_tokens?: number;
+  cost_usd?: number;
+  latency_ms?: number;
+  status?: (typeof RECORD_STATUSES)[number];
+  hour?: number;
+}
+export interface SimilarQuery {
+  like?: { id: string; user_id: string };
+  description?: UsageDescriptionRequest;
+  user_id?: string;
+  provider?: string;
+  from?: number;
+  to?: number;
+  limit: number;
+}
+export interface AnomaliesQuery {
+  user_id: string;
+  provider?: string;
+  from?: number;
+  to?: number;
+  limit: number;
+  /** Robust z-score above which a record is an anomaly. */
+  threshold: number;
 }
 
 export const SYNC_BACKENDS = ['postgres', 'chroma'] as const;
@@ -149,6 +183,43 @@ export function requestSchemas(limits: ProtocolLimits = DEFAULT_LIMITS, now: () 
         shards: shardList,
       })
       .strict() as z.ZodType<SyncResyncRequest>,
+    querySimilar: z
+      .object({
+        like: z.object({ id, user_id: id }).strict().optional(),
+        description: z
+          .object({
+            provider: name.transform((value) => value.toLowerCase()).optional(),
+            model: name.optional(),
+            input_tokens: z.number().int('must be a whole number').min(0).max(TOKENS_MAX).optional(),
+            output_tokens: z.number().int('must be a whole number').min(0).max(TOKENS_MAX).optional(),
+            cost_usd: z.number().min(0).max(COST_USD_MAX).optional(),
+            latency_ms: z.number().min(0).max(LATENCY_MS_MAX).optional(),
+            status: filters.status,
+            hour: z.number().min(0).lt(24, 'must be below 24').optional(),
+          })
+          .strict()
+          .refine((description) => Object.keys(description).length > 0, 'must describe at least one feature')
+          .optional(),
+        user_id: filters.user_id,
+        provider: filters.provider,
+        from: filters.from,
+        to: filters.to,
+        limit: z.number().int('must be a whole number').min(1).max(PATTERN_RESULTS_MAX, `must be at most ${PATTERN_RESULTS_MAX}`).default(10),
+      })
+      .strict()
+      .refine((query) => (query.like === undefined) !== (query.description === undefined), { message: 'give exactly one of like or description', path: ['like'] })
+      .refine(fromBeforeTo, { message: 'from must not be after to', path: ['from'] }) as z.ZodType<SimilarQuery>,
+    queryAnomalies: z
+      .object({
+        user_id: id,
+        provider: filters.provider,
+        from: filters.from,
+        to: filters.to,
+        limit: z.number().int('must be a whole number').min(1).max(PATTERN_RESULTS_MAX, `must be at most ${PATTERN_RESULTS_MAX}`).default(10),
+        threshold: z.number().min(1, 'must be at least 1').max(100, 'must be at most 100').default(3.5),
+      })
+      .strict()
+      .refine(fromBeforeTo, { message: 'from must not be after to', path: ['from'] }) as z.ZodType<AnomaliesQuery>,
     syncVerify: z
       .object({ backend, repair: z.boolean({ error: 'must be true or false' }).default(true), shards: shardList })
       .strict() as z.ZodType<SyncVerifyRequest>,

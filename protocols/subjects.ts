@@ -27,6 +27,8 @@ export const ENDPOINTS = {
   'record.update': 'record.update',
   'query.records': 'query.records',
   'query.aggregate': 'query.aggregate',
+  'query.similar': 'query.similar',
+  'query.anomalies': 'query.anomalies',
   'admin.status': 'admin.status',
   'admin.sync.status': 'admin.sync.status',
   'admin.sync.resync': 'admin.sync.resync',

@@ -20,7 +20,9 @@ import { join, resolve } from 'node:path';
 import { Gateway, type EndpointReply } from '../actors/gateway.js';
 import { ingestBehavior, type IngestMessage } from '../actors/ingest.js';
 import { partitionBehavior, type PartitionMessage, type PartitionReply } from '../actors/partition.js';
+import { PatternApi } from '../actors/pattern-api.js';
 import { StorageApi } from '../actors/storage-api.js';
+import { ChromaSearch } from '../src/sync/chroma-search.js';
 import { nodeFileSystem, type FileSystem } from '../src/ports/fs.js';
 import { loadPriceTable, type PriceTable } from '../src/pricing/price-table.js';
 import { lockDataDir, openDataDir, type DataDirLock } from '../src/storage/node-meta.js';
@@ -198,7 +200,12 @@ export async function startNode(config: Config, options: NodeOptions = {}): Prom
   const ingest = (body: unknown) =>
     ingestRefs[nextIngest++ % ingestRefs.length]!.ask({ body }, { timeoutMs: config.limits.ask_timeout_ms * 2, caller: 'ApiActor (ingest)' });
   const sync = syncWiring(config, system, partition);
+  const chroma = config.backends.chroma;
   const storage = new StorageApi({ shards: shardCount, partition, askTimeoutMs: config.limits.ask_timeout_ms, queryTimeoutMs: config.limits.query_timeout_ms });
+  const patterns = new PatternApi({
+    storage,
+    search: chroma ? new ChromaSearch({ url: chroma.url, collectionPrefix: chroma.collection_prefix, requestTimeoutMs: config.limits.query_timeout_ms }) : undefined,
+  });
   const api: ChildSpec = {
     id: 'api',
     kind: 'worker',
@@ -211,6 +218,7 @@ export async function startNode(config: Config, options: NodeOptions = {}): Prom
         ingest,
         storage,
         sync: sync.api,
+        patterns,
       });
       const actor = new ApiActor({
         gateway: new Gateway(handlers, limitsOf(config), ctx.log),
