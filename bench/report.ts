@@ -1,7 +1,7 @@
 // `npm run bench`: every benchmark of DESIGN §9 that exists so far, each
 // beside a baseline measured in the same run, printed as one table.
 // BENCH_SECONDS sets the measured time per row (default 3); BENCH_ONLY=kernel,ingest,dataset,restart,sync
-// picks groups; BENCH_SYNC_RECORDS sizes the mirror's catch-up (200k by default); BENCH_RECORDS, BENCH_USERS and BENCH_RESTART_RECORDS size the
+// picks groups; BENCH_SYNC_RECORDS and BENCH_CHROMA_RECORDS size the mirrors' benches (200k, 20k); BENCH_RECORDS, BENCH_USERS and BENCH_RESTART_RECORDS size the
 // dataset (5M, 10k, 1M by default). The servers under test run in child
 // processes: BENCH_YAML replaces the ingest node's cluster.yml and
 // BENCH_CHILD_FLAGS passes node flags to them (for example `--cpu-prof`).
@@ -9,7 +9,7 @@
 import { arch, cpus, totalmem } from 'node:os';
 import { kernelBench } from './kernel.js';
 import { storageBench } from './storage.js';
-import { syncBench } from './sync.js';
+import { chromaBench, syncBench } from './sync.js';
 import { renderRows, type Row } from './measure.js';
 
 const natsUrl = process.env.USAGE_TRACKER_NATS_URL ?? 'nats://127.0.0.1:4222';
@@ -38,5 +38,6 @@ if (only.has('ingest') || only.has('dataset') || only.has('restart')) {
 }
 if (only.has('sync')) {
   rows.push(...(await syncBench({ postgresUrl, records: Number(process.env.BENCH_SYNC_RECORDS ?? 200_000), durationMs, log })));
+  rows.push(...(await chromaBench({ records: Number(process.env.BENCH_CHROMA_RECORDS ?? 20_000), log })));
 }
 process.stdout.write(`${renderRows(rows)}\n`);

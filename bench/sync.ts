@@ -5,13 +5,19 @@
 //   of the same rows into a table of the same columns;
 // - lag: records ingested at 10k/s while the mirror runs in real-time mode;
 //   each row's lag is `synced_at - ingested_at` (PostgreSQL's now() of the
-//   writing transaction minus the node's ingest time; one machine, one clock).
+//   writing transaction minus the node's ingest time; one machine, one clock);
+// - Chroma: the mirror sink's rate beside the raw chromadb client adding the
+//   same vectors and metadata to three collections (the sink also reads
+//   stored versions first and writes a checkpoint).
 
+import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
+import { createServer, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { Readable } from 'node:stream';
+import { ChromaClient } from 'chromadb';
 import pg from 'pg';
 import { from as copyFrom } from 'pg-copy-streams';
 import { decode, encode } from '../protocols/codec.js';
@@ -20,6 +26,8 @@ import { subjects } from '../protocols/subjects.js';
 import { loadConfig } from '../src/config/load.js';
 import { createGenerator } from '../src/demo/generate.js';
 import { silentLogger } from '../src/log.js';
+import { chromaId, chromaMetadata, ChromaSink } from '../src/sync/chroma-sink.js';
+import { featuresOf } from '../src/sync/features.js';
 import { EmbeddedTransport } from '../src/transport/embedded.js';
 import { startNode, type UsageNode } from '../supervisors/node.js';
 import { load } from './load.js';
@@ -192,4 +200,109 @@ export async function syncBench(options: SyncBenchOptions): Promise<Row[]> {
     rmSync(dataDir, { recursive: true, force: true });
   }
   return rows;
+}
+
+/**
+ * A Chroma server of the bench's own, from the chromadb package's `chroma
+ * run` (as test/helpers/chroma.ts starts one for the tests; the bench
+ * cannot import test code from dist).
+ */
+async function startChromaServer(): Promise<{ url: string; stop: () => Promise<void> }> {
+  const dir = mkdtempSync(join(tmpdir(), 'usage-tracker-bench-chroma-'));
+  const port = await new Promise<number>((resolve, reject) => {
+    const probe = createServer();
+    probe.once('error', reject);
+    probe.listen(0, '127.0.0.1', () => {
+      const address = probe.address() as AddressInfo;
+      probe.close(() => resolve(address.port));
+    });
+  });
+  const child = spawn(join(process.cwd(), 'node_modules', '.bin', 'chroma'), ['run', '--path', dir, '--port', String(port)], { stdio: 'ignore' });
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  const url = `http://127.0.0.1:${port}`;
+  const deadline = Date.now() + 60_000;
+  for (;;) {
+    try {
+      if ((await fetch(`${url}/api/v2/heartbeat`)).ok) break;
+    } catch {
+      // not up yet
+    }
+    if (Date.now() > deadline) throw new Error(`Chroma did not start on ${url} within 60 s`);
+    await new Promise((resolve) => setTimeout(resolve, 200));
+  }
+  return {
+    url,
+    stop: async () => {
+      child.kill('SIGTERM');
+      await exited;
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+/** The Chroma sink's upsert rate beside the raw client adding the same vectors and metadata to three collections. */
+export async function chromaBench(options: { records: number; log: (line: string) => void }): Promise<Row[]> {
+  options.log(`sync: Chroma, ${options.records.toLocaleString('en-US')} records through the sink and through the raw client`);
+  const server = await startChromaServer();
+  try {
+    const generator = createGenerator({ seed: 13, users: 1000, fromMs: Date.now() - 7 * DAY_MS, days: 7, idPrefix: 'chroma' });
+    const records: StoredRecord[] = Array.from({ length: options.records }, (_, i) => ({
+      ...generator.recordAt(i),
+      version: 1,
+      shard: i % 4,
+      seq: Math.floor(i / 4) + 1,
+      ingested_at: Date.now(),
+      cost_source: 'price_table',
+    })) as StoredRecord[];
+    const batch = 1000;
+
+    const { hostname, port } = new URL(server.url);
+    const client = new ChromaClient({ host: hostname, port: Number(port) });
+    const raw = await Promise.all(
+      ['raw_usage_patterns', 'raw_cost_optimization', 'raw_performance_metrics'].map((name) =>
+        client.createCollection({ name, configuration: { hnsw: { space: 'l2' } }, embeddingFunction: null }),
+      ),
+    );
+    let started = performance.now();
+    for (let start = 0; start < records.length; start += batch) {
+      const part = records.slice(start, start + batch);
+      const ids = part.map((record) => chromaId(record.shard, record.id));
+      const embeddings = part.map(featuresOf);
+      const metadatas = part.map(chromaMetadata);
+      for (const collection of raw) await collection.add({ ids, embeddings, metadatas });
+    }
+    const rawRate: Measurement = { ...none, perSecond: records.length / ((performance.now() - started) / 1000) };
+
+    const sink = new ChromaSink({ url: server.url, collectionPrefix: 'bench_' });
+    await sink.connect();
+    started = performance.now();
+    for (let shard = 0; shard < 4; shard++) {
+      const own = records.filter((record) => record.shard === shard);
+      for (let start = 0; start < own.length; start += batch) {
+        const part = own.slice(start, start + batch);
+        await sink.apply(shard, part, part.at(-1)!.seq);
+      }
+    }
+    const sinkRate: Measurement = { ...none, perSecond: records.length / ((performance.now() - started) / 1000) };
+    await sink.close();
+    return [
+      {
+        group: 'sync',
+        name: `Chroma: raw client adding the same ${options.records.toLocaleString('en-US')} vectors to 3 collections`,
+        concurrency: 1,
+        measurement: rawRate,
+        value: `${Math.round(rawRate.perSecond).toLocaleString('en-US')} records/s`,
+      },
+      {
+        group: 'sync',
+        name: 'Chroma mirror sink: version check, upsert to 3 collections, checkpoint',
+        concurrency: 1,
+        measurement: sinkRate,
+        baseline: rawRate,
+        value: `${Math.round(sinkRate.perSecond).toLocaleString('en-US')} records/s`,
+      },
+    ];
+  } finally {
+    await server.stop();
+  }
 }
