@@ -76,6 +76,7 @@ export interface UsageDescriptionRequest {
   cost_usd?: number;
   latency_ms?: number;
   status?: (typeof RECORD_STATUSES)[number];
+  /** UTC hour of day, 0 to below 24 (may be fractional). */
   hour?: number;
 }
 export interface SimilarQuery {

@@ -12,6 +12,7 @@ import type { Config } from '../src/config/schema.js';
 import type { ActorRef, ActorSystem } from '../src/kernel/system.js';
 import { ChromaSink } from '../src/sync/chroma-sink.js';
 import { PostgresSink } from '../src/sync/postgres-sink.js';
+import type { SyncSink } from '../src/sync/sink.js';
 import type { ChildSpec } from './spec.js';
 import { actorChild } from './worker.js';
 
@@ -31,74 +32,53 @@ function summary(status: Record<string, unknown>): Record<string, unknown> {
   };
 }
 
+/** The settings every backend's section has. */
+interface LoopSettings {
+  batch_records_max: number;
+  window_ms: number;
+  retry_base_ms: number;
+  retry_max_ms: number;
+}
+
 export function syncWiring(config: Config, system: ActorSystem, partition: (shard: number) => ActorRef<PartitionMessage, PartitionReply>): SyncWiring {
   const statusOf = new Map<SyncBackend, () => Record<string, unknown>>();
   const children: ChildSpec[] = [];
+  /** A SyncActor child; the sink is made anew at every (re)start. */
+  const child = (backend: SyncBackend, sink: () => SyncSink, settings: LoopSettings, parallelism: number): ChildSpec =>
+    actorChild<SyncMessage, unknown>({
+      id: backend,
+      mailboxCapacity: 256,
+      shutdownMs: config.supervision.shutdown_ms,
+      detail: () => summary(statusOf.get(backend)?.() ?? {}),
+      behavior: (ctx) =>
+        syncBehavior(
+          {
+            sink: sink(),
+            shards: config.cluster.shards,
+            partition,
+            batchRecordsMax: settings.batch_records_max,
+            windowMs: settings.window_ms,
+            retryBaseMs: settings.retry_base_ms,
+            retryMaxMs: settings.retry_max_ms,
+            askTimeoutMs: config.limits.query_timeout_ms,
+            parallelism,
+          },
+          ctx,
+          (status) => statusOf.set(backend, status),
+        ),
+    });
   const postgres = config.backends.postgres;
   if (postgres) {
-    children.push(
-      actorChild<SyncMessage, unknown>({
-        id: 'postgres',
-        mailboxCapacity: 256,
-        shutdownMs: config.supervision.shutdown_ms,
-        detail: () => summary(statusOf.get('postgres')?.() ?? {}),
-        behavior: (ctx) =>
-          syncBehavior(
-            {
-              sink: new PostgresSink({
-                url: postgres.url,
-                schema: postgres.schema,
-                poolMax: postgres.pool_max,
-                connectTimeoutMs: 5000,
-                statementTimeoutMs: postgres.statement_timeout_ms,
-              }),
-              shards: config.cluster.shards,
-              partition,
-              batchRecordsMax: postgres.batch_records_max,
-              windowMs: postgres.window_ms,
-              retryBaseMs: postgres.retry_base_ms,
-              retryMaxMs: postgres.retry_max_ms,
-              askTimeoutMs: config.limits.query_timeout_ms,
-              parallelism: postgres.pool_max,
-            },
-            ctx,
-            (status) => statusOf.set('postgres', status),
-          ),
-      }),
-    );
+    const sink = () =>
+      new PostgresSink({ url: postgres.url, schema: postgres.schema, poolMax: postgres.pool_max, connectTimeoutMs: 5000, statementTimeoutMs: postgres.statement_timeout_ms });
+    children.push(child('postgres', sink, postgres, postgres.pool_max));
   }
   const chroma = config.backends.chroma;
   if (chroma) {
-    children.push(
-      actorChild<SyncMessage, unknown>({
-        id: 'chroma',
-        mailboxCapacity: 256,
-        shutdownMs: config.supervision.shutdown_ms,
-        detail: () => summary(statusOf.get('chroma')?.() ?? {}),
-        behavior: (ctx) =>
-          syncBehavior(
-            {
-              sink: new ChromaSink({
-                url: chroma.url,
-                collectionPrefix: chroma.collection_prefix,
-                requestTimeoutMs: chroma.request_timeout_ms,
-                requestRecordsMax: chroma.batch_records_max,
-              }),
-              shards: config.cluster.shards,
-              partition,
-              batchRecordsMax: chroma.batch_records_max,
-              windowMs: chroma.window_ms,
-              retryBaseMs: chroma.retry_base_ms,
-              retryMaxMs: chroma.retry_max_ms,
-              askTimeoutMs: config.limits.query_timeout_ms,
-              // Each batch writes three collections already; one shard at a time bounds the load on the server.
-              parallelism: 1,
-            },
-            ctx,
-            (status) => statusOf.set('chroma', status),
-          ),
-      }),
-    );
+    const sink = () =>
+      new ChromaSink({ url: chroma.url, collectionPrefix: chroma.collection_prefix, requestTimeoutMs: chroma.request_timeout_ms, requestRecordsMax: chroma.batch_records_max });
+    // Each batch writes three collections already; one shard at a time bounds the load on the server.
+    children.push(child('chroma', sink, chroma, 1));
   }
   const ref = (backend: SyncBackend) => system.ref<SyncMessage, EndpointReply>(`${config.node.id}/sync/${backend}`);
   const timeoutMs = config.limits.query_timeout_ms;

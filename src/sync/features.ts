@@ -43,6 +43,7 @@
 //   29-30  day of week (UTC, fractional, Sunday 0): sin, cos, radius 1/2
 
 import type { RecordStatus, StoredRecord } from '../../protocols/record.js';
+import type { UsageDescriptionRequest } from '../../protocols/requests.js';
 import { RECORD_STATUSES } from '../../protocols/text.js';
 
 /** Bump when the layout or any scale changes: vectors of different versions are not comparable. */
@@ -86,18 +87,8 @@ export const FEATURE_LAYOUT: readonly FeatureGroup[] = Object.freeze(
 
 export const FEATURE_DIMENSIONS = FEATURE_LAYOUT.reduce((sum, group) => sum + group.size, 0);
 
-/** A partial description of a call, for `query.similar`: what is left out does not pull either way. */
-export interface UsageDescription {
-  provider?: string;
-  model?: string;
-  input_tokens?: number;
-  output_tokens?: number;
-  cost_usd?: number;
-  latency_ms?: number;
-  status?: RecordStatus;
-  /** UTC hour of day, 0 to below 24 (may be fractional). */
-  hour?: number;
-}
+/** A partial description of a call, for `query.similar` (protocol v1): what is left out does not pull either way. */
+export type UsageDescription = UsageDescriptionRequest;
 
 /** The record's feature vector (see the layout at the top of this file). */
 export function featuresOf(record: StoredRecord): number[] {

@@ -3,6 +3,7 @@
 
 import type pg from 'pg';
 import type { Test } from 'tap';
+import type { TestNode } from './node.js';
 
 export async function mirroredRows(pool: pg.Pool, schema: string): Promise<Map<string, any>> {
   const rows = (
@@ -45,4 +46,16 @@ export function compareMirror(t: Test, local: Map<string, any>, mirror: Map<stri
     if (!same && mismatches++ < 3) t.fail(`row ${id} differs: local ${JSON.stringify(record)} mirror ${JSON.stringify(row)}`);
   }
   t.equal(mismatches, 0, 'every row matches its local record');
+}
+
+/** Every local record of a node, through query.records, page by page. */
+export async function localRecords(node: TestNode): Promise<Map<string, any>> {
+  const out = new Map<string, any>();
+  let cursor: string | undefined;
+  do {
+    const page = await node.call('query.records', { limit: 1000, ...(cursor ? { cursor } : {}) });
+    for (const record of page.records) out.set(record.id, record);
+    cursor = page.next_cursor;
+  } while (cursor);
+  return out;
 }

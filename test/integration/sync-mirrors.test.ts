@@ -8,7 +8,7 @@ import { ChromaClient } from 'chromadb';
 import pg from 'pg';
 import { createGenerator } from '../../src/demo/generate.js';
 import { startChroma } from '../helpers/chroma.js';
-import { compareMirror, mirroredRows } from '../helpers/mirror.js';
+import { compareMirror, localRecords, mirroredRows } from '../helpers/mirror.js';
 import { startTestNode, uniqueName, type TestNode } from '../helpers/node.js';
 
 const POSTGRES_URL = process.env.USAGE_TRACKER_TEST_POSTGRES_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
@@ -23,17 +23,6 @@ async function caughtUp(node: TestNode, backends: number, timeoutMs = 60_000): P
     if (Date.now() > deadline) throw new Error(`sync not caught up: ${JSON.stringify(reply)}`);
     await new Promise((resolve) => setTimeout(resolve, 100));
   }
-}
-
-async function localRecords(node: TestNode): Promise<Map<string, any>> {
-  const out = new Map<string, any>();
-  let cursor: string | undefined;
-  do {
-    const page = await node.call('query.records', { limit: 1000, ...(cursor ? { cursor } : {}) });
-    for (const record of page.records) out.set(record.id, record);
-    cursor = page.next_cursor;
-  } while (cursor);
-  return out;
 }
 
 /** Every item of a Chroma collection: id to metadata. */

@@ -11,7 +11,7 @@ import { promisify } from 'node:util';
 import t, { type Test } from 'tap';
 import pg from 'pg';
 import { createGenerator } from '../../src/demo/generate.js';
-import { compareMirror, mirroredRows } from '../helpers/mirror.js';
+import { compareMirror, localRecords, mirroredRows } from '../helpers/mirror.js';
 import { startTcpProxy } from '../helpers/tcp-proxy.js';
 import { startTestNode, uniqueName, type TestNode } from '../helpers/node.js';
 
@@ -41,18 +41,7 @@ async function caughtUp(node: TestNode, timeoutMs = 30_000): Promise<Record<stri
   }
 }
 
-/** Every local record, through query.records. */
-async function localRecords(node: TestNode): Promise<Map<string, any>> {
-  const out = new Map<string, any>();
-  let cursor: string | undefined;
-  do {
-    const page = await node.call('query.records', { limit: 1000, ...(cursor ? { cursor } : {}) });
-    for (const record of page.records) out.set(record.id, record);
-    cursor = page.next_cursor;
-  } while (cursor);
-  return out;
-}
-
+/** The mirror holds exactly the node's local records. */
 async function assertMirrorEqualsLocal(t: Test, node: TestNode, schema: string) {
   compareMirror(t, await localRecords(node), await mirroredRows(admin, schema));
 }
