@@ -41,6 +41,7 @@ export type PartitionReply =
 
 export interface PartitionOptions {
   shard: number;
+  nodeId: string;
   dir: string;
   fs: FileSystem;
   fsync: boolean;
@@ -83,6 +84,8 @@ export async function partitionBehavior(options: PartitionOptions, ctx: ActorCon
     ShardStore.open({
       dir: options.dir,
       shard: options.shard,
+      nodeId: options.nodeId,
+      now: () => ctx.clock.now(),
       fs: options.fs,
       fsync: options.fsync,
       log: ctx.log,

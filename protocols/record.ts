@@ -51,6 +51,10 @@ export interface StoredRecord extends UsageRecord {
   shard: number;
   /** Where this version sits in its shard's change feed (per-shard, increasing). */
   seq: number;
+  /** When this version was made (epoch ms, server clock): `ingested_at` for version 1. */
+  updated_at: number;
+  /** Version vector: per node id, how many versions of this record that node made. */
+  vv: Record<string, number>;
   ingested_at: number;
   cost_source: CostSource;
 }

@@ -171,6 +171,7 @@ export async function startNode(config: Config, options: NodeOptions = {}): Prom
         partitionBehavior(
           {
             shard,
+            nodeId: config.node.id,
             dir: join(dataDir, 'shards', String(shard)),
             fs,
             fsync: config.durability.fsync === 'always',

@@ -85,7 +85,12 @@ export async function readPartition(fs: FileSystem, dir: string, entry: Partitio
   try {
     const records = lines.map((line) => JSON.parse(line) as StoredRecord);
     // Files sealed before records carried `seq`: the file's highest seq stands in for each.
-    for (const record of records) record.seq ??= entry.max_seq;
+    for (const record of records) {
+      record.seq ??= entry.max_seq;
+      // Sealed before versions carried their time and vector.
+      record.updated_at ??= record.ingested_at;
+      record.vv ??= {};
+    }
     return records;
   } catch (error) {
     throw new PartitionCorrupt(`${entry.name}: a line is not valid JSON`, { cause: error });

@@ -4,7 +4,8 @@
 // restart: a fixed field order with a presence mask needs no key strings,
 // encodes into one reused buffer and decodes without a generic map reader.
 //
-//   entry   = tag 0x01 | op u8 (1 = put) | seq f64 | mask u32 | fields in FIELDS order, present ones only
+//   entry   = tag | op u8 (1 = put) | seq f64 | mask u32 | fields of the tag's layout, in order, present ones only
+//   tag     = 0x02: LAYOUT_2 (written now); 0x01: LAYOUT_1 (read: the first 20 fields, before `updated_at` and `vv`)
 //
 // The record's own `seq` is the entry's seq: it is not written again, and
 // decoding sets it (so records logged before they carried `seq` get it too).
@@ -20,11 +21,13 @@
 import { Packr } from 'msgpackr';
 import type { StoredRecord } from '../../protocols/record.js';
 
-export const BINARY_ENTRY_TAG = 0x01;
+/** The tag written; every tag of LAYOUTS is read. */
+export const BINARY_ENTRY_TAG = 0x02;
 const OP_PUT = 1;
 
 type Kind = 's' | 'n' | 'm';
-const FIELDS: readonly (readonly [name: string, kind: Kind])[] = [
+type Layout = readonly (readonly [name: string, kind: Kind])[];
+const LAYOUT_1: Layout = [
   ['id', 's'],
   ['ts', 'n'],
   ['user_id', 's'],
@@ -46,7 +49,18 @@ const FIELDS: readonly (readonly [name: string, kind: Kind])[] = [
   ['ingested_at', 'n'],
   ['cost_source', 's'],
 ];
+const LAYOUT_2: Layout = [...LAYOUT_1, ['updated_at', 'n'], ['vv', 'm']];
+const LAYOUTS = new Map<number, Layout>([
+  [0x01, LAYOUT_1],
+  [0x02, LAYOUT_2],
+]);
+const FIELDS = LAYOUT_2;
 const EXTRA_BIT = 1 << FIELDS.length;
+
+/** Whether a WAL payload's first byte is the tag of a binary entry (a msgpack map starts with 0x8X). */
+export function isBinaryEntryTag(byte: number | undefined): boolean {
+  return byte !== undefined && LAYOUTS.has(byte);
+}
 /** Fields not written as such: `seq` is the entry's. */
 const KNOWN = new Set([...FIELDS.map(([name]) => name), 'seq']);
 const STRING_BYTES_MAX = 0xffff;
@@ -198,25 +212,30 @@ class Reader {
 export function decodeEntry(bytes: Uint8Array, start = 0, end = bytes.length, view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength)): { seq: number; op: 'put'; record: StoredRecord } {
   const reader = new Reader(bytes, view, start, end);
   const header = reader.take(14);
-  if (bytes[header] !== BINARY_ENTRY_TAG) throw new RangeError(`not a binary entry (tag ${bytes[header]})`);
+  const layout = LAYOUTS.get(bytes[header]!);
+  if (!layout) throw new RangeError(`not a binary entry (tag ${bytes[header]})`);
+  const extraBit = 1 << layout.length;
   if (bytes[header + 1] !== OP_PUT) throw new RangeError(`unknown operation ${bytes[header + 1]}`);
   const seq = view.getFloat64(header + 2, true);
   const mask = view.getUint32(header + 10, true);
-  if (mask >>> (FIELDS.length + 1) !== 0) throw new RangeError(`unknown field bits in mask ${mask}`);
+  if (mask >>> (layout.length + 1) !== 0) throw new RangeError(`unknown field bits in mask ${mask}`);
   const record: Record<string, unknown> = {};
-  for (let index = 0; index < FIELDS.length; index++) {
+  for (let index = 0; index < layout.length; index++) {
     if (((mask >>> index) & 1) === 0) continue;
-    const [name, kind] = FIELDS[index]!;
+    const [name, kind] = layout[index]!;
     if (kind === 'n') record[name] = reader.number();
     else if (kind === 's') record[name] = reader.string();
     else record[name] = reader.packed();
   }
-  if ((mask & EXTRA_BIT) !== 0) {
+  if ((mask & extraBit) !== 0) {
     const extra = reader.packed();
     if (extra === null || typeof extra !== 'object' || Array.isArray(extra)) throw new RangeError('extra fields are not a map');
     for (const [name, value] of Object.entries(extra)) if (!KNOWN.has(name) || !(name in record)) record[name] = value;
   }
   record.seq ??= seq;
+  // Logged before versions carried their time and vector (layout 1).
+  record.updated_at ??= record.ingested_at;
+  record.vv ??= {};
   if (reader.offset !== end) throw new RangeError(`${end - reader.offset} bytes after the entry`);
   if (!Number.isSafeInteger(seq) || seq < 1) throw new RangeError(`bad sequence ${seq}`);
   return { seq, op: 'put', record: record as unknown as StoredRecord };

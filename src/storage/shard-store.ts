@@ -23,6 +23,10 @@ import { encodeFrames, segmentName, WalWriter, type WalEntry } from './wal.js';
 export interface ShardOptions {
   dir: string;
   shard: number;
+  /** This node's id: the key of its counter in each record's version vector. */
+  nodeId: string;
+  /** Epoch milliseconds, for `updated_at` of updates. */
+  now: () => number;
   fs: FileSystem;
   fsync: boolean;
   log: Logger;
@@ -32,7 +36,7 @@ export interface ShardOptions {
   cacheBytesMax: number;
 }
 
-export type NewRecord = Omit<StoredRecord, 'version' | 'shard' | 'seq'>;
+export type NewRecord = Omit<StoredRecord, 'version' | 'shard' | 'seq' | 'vv' | 'updated_at'>;
 export type WriteResult = { status: 'stored'; version: number } | { status: 'duplicate'; version: number };
 export type Health = { state: 'serving' } | { state: 'corrupt'; reason: string };
 
@@ -165,6 +169,8 @@ export class ShardStore {
       stored.version = 1;
       stored.shard = this.options.shard;
       stored.seq = seq;
+      stored.updated_at = stored.ingested_at;
+      stored.vv = { [this.options.nodeId]: 1 };
       entries.push({ seq, op: 'put', record: stored });
       this.putMem(stored, seq);
       results.push({ status: 'stored', version: 1 });
@@ -234,7 +240,9 @@ export class ShardStore {
     const writer = this.requireServing();
     if (current.version + 1 >= VERSION_MAX) throw new ProtocolError('E_CONFLICT', `record ${id} has reached the most versions a record may have (${VERSION_MAX})`);
     const seq = this.nextSeq++;
-    const next = { ...current, ...patch, version: current.version + 1, seq } as StoredRecord;
+    const vv = { ...(current.vv ?? {}) };
+    vv[this.options.nodeId] = (vv[this.options.nodeId] ?? 0) + 1;
+    const next = { ...current, ...patch, version: current.version + 1, seq, updated_at: this.options.now(), vv } as StoredRecord;
     if (patch.cost_usd !== undefined) next.cost_source = 'client';
     const durable = writer.append([encodeFrames([{ seq, op: 'put', record: next }])], seq);
     this.putMem(next, seq);

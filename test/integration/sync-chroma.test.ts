@@ -21,7 +21,8 @@ const server = await startChroma();
 t.teardown(() => server.stop());
 
 function stored(shard: number, n: number, overrides: Partial<StoredRecord> = {}): StoredRecord {
-  return { ...newRecord(n), id: `rec-${shard}-${n}`, version: 1, shard, seq: n + 1, ...overrides };
+  const base = newRecord(n);
+  return { ...base, id: `rec-${shard}-${n}`, version: 1, shard, seq: n + 1, updated_at: base.ingested_at, vv: { 'node-t': 1 }, ...overrides } as StoredRecord;
 }
 
 function batch(shard: number, from: number, count: number): StoredRecord[] {

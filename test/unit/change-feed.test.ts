@@ -12,7 +12,7 @@ import { nodeFileSystem } from '../../src/ports/fs.js';
 import { ShardStore } from '../../src/storage/shard-store.js';
 import { newRecord } from '../helpers/records.js';
 
-const open = (dir: string) => ShardStore.open({ dir, shard: 3, fs: nodeFileSystem, fsync: false, log: silentLogger, memtableRecordsMax: 1_000_000, cacheBytesMax: 1 << 20 });
+const open = (dir: string) => ShardStore.open({ dir, shard: 3, nodeId: 'node-t', now: Date.now, fs: nodeFileSystem, fsync: false, log: silentLogger, memtableRecordsMax: 1_000_000, cacheBytesMax: 1 << 20 });
 
 /** Reads the whole feed after `fromSeq` in pages of `limit`. */
 async function drain(store: ShardStore, fromSeq: number, limit: number): Promise<{ records: StoredRecord[]; calls: number }> {

@@ -22,6 +22,8 @@ const BASE: StoredRecord = {
   shard: 0,
   seq: 1,
   ingested_at: Date.UTC(2026, 10, 20, 19, 15, 1),
+  updated_at: Date.UTC(2026, 10, 20, 19, 15, 1),
+  vv: { 'node-t': 1 },
 };
 
 function record(overrides: Partial<StoredRecord> = {}): StoredRecord {

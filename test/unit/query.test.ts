@@ -61,6 +61,8 @@ function generate(count: number, seed: number): StoredRecord[] {
       status: pick(STATUSES),
       version: 1,
       seq: i + 1,
+      updated_at: ts + 5,
+      vv: { 'node-q': 1 },
       shard: Math.floor(random() * SHARDS),
       ingested_at: ts + 5,
       cost_source,

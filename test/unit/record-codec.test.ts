@@ -16,7 +16,8 @@ import { encodeFrame, encodeLegacyFrame, scanSegment } from '../../src/storage/w
 import { newRecord } from '../helpers/records.js';
 
 function stored(n: number, overrides: Partial<StoredRecord> = {}): StoredRecord {
-  return { ...newRecord(n), version: 1, shard: 3, seq: n, ...overrides } as StoredRecord;
+  const base = newRecord(n);
+  return { ...base, version: 1, shard: 3, seq: n, updated_at: base.ingested_at + 7, vv: { 'node-t': 1, 'node-u': 4 }, ...overrides } as StoredRecord;
 }
 
 function entryBytes(seq: number, record: StoredRecord): Uint8Array {
@@ -48,6 +49,17 @@ t.test('every field, unicode, metadata and unknown fields survive a round trip',
   }
 });
 
+t.test('entries of layout 1 (before updated_at and vv) still decode, with stand-ins for both', async (t) => {
+  const { updated_at: _updated, vv: _vv, ...old } = stored(6);
+  const bytes = entryBytes(6, old as StoredRecord);
+  t.equal(bytes[0], 0x02, 'written with layout 2');
+  bytes[0] = 0x01;
+  t.strictSame(decodeEntry(bytes).record, { ...old, updated_at: old.ingested_at, vv: {} });
+  const withVector = entryBytes(6, stored(6));
+  withVector[0] = 0x01;
+  t.throws(() => decodeEntry(withVector), /unknown field bits/, 'layout 1 has no bits for the new fields');
+});
+
 t.test("a record's seq is its entry's: set when absent, kept when it differs", async (t) => {
   const { seq: _seq, ...withoutSeq } = stored(5);
   t.equal(decodeEntry(entryBytes(9, withoutSeq as StoredRecord)).record.seq, 9);
@@ -74,7 +86,7 @@ t.test('malformed binary entries are refused, never decoded into something else'
   const withTrailing = new Uint8Array([...good, 0]);
   t.throws(() => decodeEntry(withTrailing), /1 bytes after the entry/);
   const badTag = good.slice();
-  badTag[0] = 0x02;
+  badTag[0] = 0x07;
   t.throws(() => decodeEntry(badTag), /not a binary entry/);
   const badOp = good.slice();
   badOp[1] = 9;
@@ -110,22 +122,22 @@ t.test('a frame whose CRC matches but whose entry is malformed makes the segment
 t.test('a WAL written in the msgpack form of earlier builds replays unchanged, and new frames follow it', async (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'usage-tracker-legacy-'));
   t.teardown(() => rmSync(dir, { recursive: true, force: true }));
-  const first = await ShardStore.open({ dir, shard: 3, fs: nodeFileSystem, fsync: true, log: silentLogger, memtableRecordsMax: 1000, cacheBytesMax: 1 << 20 });
+  const first = await ShardStore.open({ dir, shard: 3, nodeId: 'node-t', now: Date.now, fs: nodeFileSystem, fsync: true, log: silentLogger, memtableRecordsMax: 1000, cacheBytesMax: 1 << 20 });
   await first.close();
-  // Earlier builds' records had no seq field: the entry's is given to them.
+  // Earlier builds' records had no seq, updated_at or vv: the entry's seq, the ingest time and an empty vector stand in.
   const legacy = [1, 2, 3].map((n) => {
-    const { seq: _seq, ...old } = stored(n);
+    const { seq: _seq, updated_at: _updated, vv: _vv, ...old } = stored(n);
     return encodeLegacyFrame({ seq: n, op: 'put', record: old as StoredRecord });
   });
   writeFileSync(join(dir, 'wal', '0000000000000001.log'), Buffer.concat(legacy));
-  const store = await ShardStore.open({ dir, shard: 3, fs: nodeFileSystem, fsync: true, log: silentLogger, memtableRecordsMax: 1000, cacheBytesMax: 1 << 20 });
+  const store = await ShardStore.open({ dir, shard: 3, nodeId: 'node-t', now: Date.now, fs: nodeFileSystem, fsync: true, log: silentLogger, memtableRecordsMax: 1000, cacheBytesMax: 1 << 20 });
   t.equal(store.health.state, 'serving');
-  t.same(await store.get('rec-2', 'user-2'), stored(2));
+  t.same(await store.get('rec-2', 'user-2'), { ...stored(2), updated_at: stored(2).ingested_at, vv: {} });
   const { results, durable } = store.write([newRecord(4), newRecord(2)]);
   await durable;
   t.same(results, [{ status: 'stored', version: 1 }, { status: 'duplicate', version: 1 }]);
   await store.close();
-  const again = await ShardStore.open({ dir, shard: 3, fs: nodeFileSystem, fsync: true, log: silentLogger, memtableRecordsMax: 1000, cacheBytesMax: 1 << 20 });
+  const again = await ShardStore.open({ dir, shard: 3, nodeId: 'node-t', now: Date.now, fs: nodeFileSystem, fsync: true, log: silentLogger, memtableRecordsMax: 1000, cacheBytesMax: 1 << 20 });
   t.equal(again.health.state, 'serving', 'a segment mixing both forms replays');
   t.equal(again.nextSeq, 5);
   t.equal((await again.get('rec-4', 'user-4'))?.input_tokens, 104);

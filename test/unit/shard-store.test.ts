@@ -17,7 +17,7 @@ function tempDir(t: { teardown(fn: () => void): void }): string {
 }
 
 const open = (dir: string, fs: FileSystem = nodeFileSystem, memtableRecordsMax = 1_000_000) =>
-  ShardStore.open({ dir, shard: 3, fs, fsync: true, log: silentLogger, memtableRecordsMax, cacheBytesMax: 64 << 20 });
+  ShardStore.open({ dir, shard: 3, nodeId: 'node-t', now: Date.now, fs, fsync: true, log: silentLogger, memtableRecordsMax, cacheBytesMax: 64 << 20 });
 
 async function writeAll(store: ShardStore, records: NewRecord[]) {
   const { results, durable } = store.write(records);
