@@ -73,6 +73,40 @@ DROP TABLE sync_checkpoints;
 DROP TABLE usage_records;
 `,
   },
+  {
+    id: '0002_outside_edits',
+    description: 'version vector, updated_at and the synced snapshot per row; a trigger that marks rows written outside usage-tracker',
+    up: `
+ALTER TABLE usage_records
+  ADD COLUMN updated_at        timestamptz,
+  ADD COLUMN version_vector    jsonb,
+  ADD COLUMN synced_record     jsonb,
+  ADD COLUMN edited_outside_at timestamptz;
+CREATE INDEX usage_records_edited_outside ON usage_records (shard) WHERE edited_outside_at IS NOT NULL;
+-- A row inserted outside has no local record to keep beside it.
+ALTER TABLE sync_conflicts ALTER COLUMN local_record DROP NOT NULL;
+-- usage-tracker's own writes run with usage_tracker.writer = 'sync' (SET LOCAL); any other write marks the row.
+CREATE FUNCTION usage_records_mark_outside_edit() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+  IF current_setting('usage_tracker.writer', true) IS DISTINCT FROM 'sync' THEN
+    NEW.edited_outside_at := clock_timestamp();
+  ELSE
+    NEW.edited_outside_at := NULL;
+  END IF;
+  RETURN NEW;
+END
+$$;
+CREATE TRIGGER usage_records_outside_edit BEFORE INSERT OR UPDATE ON usage_records
+  FOR EACH ROW EXECUTE FUNCTION usage_records_mark_outside_edit();
+`,
+    down: `
+DROP TRIGGER usage_records_outside_edit ON usage_records;
+DROP FUNCTION usage_records_mark_outside_edit();
+DROP INDEX usage_records_edited_outside;
+ALTER TABLE sync_conflicts ALTER COLUMN local_record SET NOT NULL;
+ALTER TABLE usage_records DROP COLUMN edited_outside_at, DROP COLUMN synced_record, DROP COLUMN version_vector, DROP COLUMN updated_at;
+`,
+  },
 ];
 
 export const checksumOf = (sql: string) => createHash('sha256').update(sql).digest('hex');

@@ -5,10 +5,11 @@
 // moved, or neither did. A row is only overwritten by a newer version.
 
 import pg from 'pg';
-import type { StoredRecord } from '../../protocols/record.js';
+import { PATCHABLE_FIELDS, type StoredRecord } from '../../protocols/record.js';
 import { migratePostgres, quoteIdent } from './postgres-schema.js';
 import { ShardDigest } from './merkle.js';
-import type { VerifiableSink } from './sink.js';
+import type { OutsideEdit, PatchableValues } from './conflicts.js';
+import type { ConflictRow, ConflictSink } from './sink.js';
 
 export interface PostgresSinkOptions {
   url: string;
@@ -44,9 +45,12 @@ const COLUMNS = [
   ['version', 'integer'],
   ['seq', 'bigint'],
   ['ingested_at', 'float8'],
+  ['updated_at', 'float8'],
+  ['version_vector', 'jsonb'],
+  ['synced_record', 'jsonb'],
 ] as const;
 
-const TIMESTAMPS = new Set(['ts', 'ingested_at']);
+const TIMESTAMPS = new Set(['ts', 'ingested_at', 'updated_at']);
 
 const UPSERT = `
 INSERT INTO usage_records (${COLUMNS.map(([name]) => name).join(', ')})
@@ -58,10 +62,37 @@ ON CONFLICT (shard, id) DO UPDATE SET
     .map(([name]) => `${name} = EXCLUDED.${name}`)
     .join(',\n  ')},
   synced_at = now()
-WHERE usage_records.version < EXCLUDED.version`;
+WHERE usage_records.version < EXCLUDED.version AND usage_records.edited_outside_at IS NULL`;
 
 /** A repair writes the local version whatever the row holds (it may be newer by an outside edit). */
-const REPAIR = UPSERT.replace('WHERE usage_records.version < EXCLUDED.version', '');
+const REPAIR = UPSERT.replace('WHERE usage_records.version < EXCLUDED.version AND usage_records.edited_outside_at IS NULL', '');
+
+const OUTSIDE_EDITS = `
+SELECT r.shard, r.id, r.user_id, r.synced_record, (extract(epoch from r.edited_outside_at) * 1000)::float8 AS edited_ms,
+       to_jsonb(r) - 'synced_record' AS row
+FROM usage_records r
+WHERE r.edited_outside_at IS NOT NULL
+  AND NOT EXISTS (SELECT 1 FROM sync_conflicts c WHERE c.shard = r.shard AND c.id = r.id AND c.resolved_at IS NULL)
+ORDER BY r.edited_outside_at LIMIT $1`;
+
+const CONFLICT_COLUMNS = `conflict_id, shard, id, local_version, local_record, remote_record, strategy,
+  to_char(detected_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') AS detected_at,
+  to_char(resolved_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') AS resolved_at, resolution`;
+
+/** The patchable fields of a row (as to_jsonb gives them), with numbers as numbers. */
+function patchableOf(row: Record<string, unknown>): PatchableValues {
+  const fields: PatchableValues = {};
+  for (const field of PATCHABLE_FIELDS) {
+    const value = row[field];
+    fields[field] = value === null || value === undefined ? undefined : ['input_tokens', 'output_tokens', 'cached_tokens'].includes(field) ? Number(value) : value;
+  }
+  return fields;
+}
+
+const conflictOf = (row: Record<string, unknown>): ConflictRow => ({ ...(row as unknown as ConflictRow), conflict_id: Number(row.conflict_id) });
+
+/** Marks a transaction's writes as usage-tracker's own, so the trigger of migration 0002 does not flag them. */
+const AS_SYNC = "SET LOCAL usage_tracker.writer = 'sync'";
 
 /** The anti-entropy tree of one shard, as src/sync/merkle.ts computes it locally. */
 const DIGEST = `
@@ -79,19 +110,28 @@ const CHECKPOINT = `
 INSERT INTO sync_checkpoints (shard, seq, updated_at) VALUES ($1, $2, now())
 ON CONFLICT (shard) DO UPDATE SET seq = EXCLUDED.seq, updated_at = now()`;
 
+/** What a row holds in a column: the record's field, or what the mirror derives from it. */
+function columnValue(record: StoredRecord, source: Record<string, unknown>, name: string): unknown {
+  if (name === 'version_vector') return JSON.stringify(record.vv ?? {});
+  // The patchable fields as written: the base of a field-level merge when the row is edited outside.
+  if (name === 'synced_record') return JSON.stringify(Object.fromEntries(PATCHABLE_FIELDS.map((field) => [field, record[field] ?? null])));
+  const value = source[name];
+  if (value === undefined) return null;
+  return name === 'metadata' ? JSON.stringify(value) : value;
+}
+
 function columnsOf(records: readonly StoredRecord[]): unknown[][] {
   const arrays: unknown[][] = COLUMNS.map(() => new Array(records.length));
   records.forEach((record, row) => {
     const source = record as unknown as Record<string, unknown>;
     COLUMNS.forEach(([name], column) => {
-      const value = source[name];
-      arrays[column]![row] = value === undefined ? null : name === 'metadata' ? JSON.stringify(value) : value;
+      arrays[column]![row] = columnValue(record, source, name);
     });
   });
   return arrays;
 }
 
-export class PostgresSink implements VerifiableSink {
+export class PostgresSink implements ConflictSink {
   readonly backend = 'postgres';
   private pool: pg.Pool | undefined;
 
@@ -134,18 +174,11 @@ export class PostgresSink implements VerifiableSink {
   }
 
   async apply(shard: number, records: readonly StoredRecord[], nextSeq: number): Promise<void> {
-    const client = await this.requirePool().connect();
-    try {
-      await client.query('BEGIN');
+    await this.inTransaction(async (client) => {
+      await client.query(AS_SYNC);
       if (records.length > 0) await client.query(UPSERT, columnsOf(records));
       await client.query(CHECKPOINT, [shard, nextSeq]);
-      await client.query('COMMIT');
-    } catch (error) {
-      await client.query('ROLLBACK').catch(() => undefined);
-      throw error;
-    } finally {
-      client.release();
-    }
+    });
   }
 
   async digest(shard: number): Promise<ShardDigest> {
@@ -161,12 +194,69 @@ export class PostgresSink implements VerifiableSink {
   async repair(shard: number, records: readonly StoredRecord[]): Promise<void> {
     if (records.length === 0) return;
     if (records.some((record) => record.shard !== shard)) throw new Error(`repair of shard ${shard} got a record of another shard`);
-    await this.requirePool().query(REPAIR, columnsOf(records));
+    await this.inTransaction(async (client) => {
+      await client.query(AS_SYNC);
+      await client.query(REPAIR, columnsOf(records));
+    });
   }
 
   async remove(shard: number, ids: readonly string[]): Promise<void> {
     if (ids.length === 0) return;
     await this.requirePool().query('DELETE FROM usage_records WHERE shard = $1 AND id = ANY($2::text[])', [shard, ids]);
+  }
+
+  async outsideEdits(limit: number): Promise<{ edit: OutsideEdit; row: Record<string, unknown> }[]> {
+    const rows = (await this.requirePool().query<{ shard: number; id: string; user_id: string; synced_record: PatchableValues | null; edited_ms: number; row: Record<string, unknown> }>(OUTSIDE_EDITS, [limit])).rows;
+    return rows.map((row) => ({
+      edit: { shard: row.shard, id: row.id, user_id: row.user_id, fields: patchableOf(row.row), base: row.synced_record ? patchableOf(row.synced_record) : undefined, editedAt: Number(row.edited_ms) },
+      row: row.row,
+    }));
+  }
+
+  async clearOutsideEdit(shard: number, id: string): Promise<void> {
+    await this.inTransaction(async (client) => {
+      await client.query(AS_SYNC);
+      await client.query('UPDATE usage_records SET synced_at = now() WHERE shard = $1 AND id = $2', [shard, id]);
+    });
+  }
+
+  async recordConflict(shard: number, id: string, local: StoredRecord | undefined, row: Record<string, unknown>, strategy: string, resolution: string | undefined): Promise<number> {
+    const inserted = await this.requirePool().query<{ conflict_id: string }>(
+      `INSERT INTO sync_conflicts (shard, id, local_version, local_record, remote_record, strategy, resolved_at, resolution)
+       VALUES ($1, $2, $3, $4, $5, $6, CASE WHEN $7::text IS NULL THEN NULL ELSE now() END, $7) RETURNING conflict_id`,
+      [shard, id, local?.version ?? 0, local ? JSON.stringify(local) : null, JSON.stringify(row), strategy, resolution ?? null],
+    );
+    return Number(inserted.rows[0]!.conflict_id);
+  }
+
+  async conflicts(open: boolean, limit: number): Promise<ConflictRow[]> {
+    const where = open ? 'WHERE resolved_at IS NULL' : '';
+    return (await this.requirePool().query(`SELECT ${CONFLICT_COLUMNS} FROM sync_conflicts ${where} ORDER BY conflict_id DESC LIMIT $1`, [limit])).rows.map(conflictOf);
+  }
+
+  async conflict(conflictId: number): Promise<ConflictRow | undefined> {
+    const rows = (await this.requirePool().query(`SELECT ${CONFLICT_COLUMNS} FROM sync_conflicts WHERE conflict_id = $1`, [conflictId])).rows;
+    return rows[0] ? conflictOf(rows[0]) : undefined;
+  }
+
+  async markResolved(conflictId: number, resolution: string): Promise<void> {
+    await this.requirePool().query('UPDATE sync_conflicts SET resolved_at = now(), resolution = $2 WHERE conflict_id = $1', [conflictId, resolution]);
+  }
+
+  /** Runs `work` in one transaction on a client of the pool. */
+  async inTransaction<T>(work: (client: pg.PoolClient) => Promise<T>): Promise<T> {
+    const client = await this.requirePool().connect();
+    try {
+      await client.query('BEGIN');
+      const result = await work(client);
+      await client.query('COMMIT');
+      return result;
+    } catch (error) {
+      await client.query('ROLLBACK').catch(() => undefined);
+      throw error;
+    } finally {
+      client.release();
+    }
   }
 
   async setCheckpoint(shard: number, seq: number): Promise<void> {

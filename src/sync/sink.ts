@@ -4,6 +4,7 @@
 // when to retry: it throws, and the actor backs off.
 
 import type { StoredRecord } from '../../protocols/record.js';
+import type { OutsideEdit } from './conflicts.js';
 import type { ShardDigest } from './merkle.js';
 
 export interface SyncSink {
@@ -38,4 +39,35 @@ export interface VerifiableSink extends SyncSink {
 
 export function isVerifiable(sink: SyncSink): sink is VerifiableSink {
   return typeof (sink as Partial<VerifiableSink>).digest === 'function';
+}
+
+/** A conflict as kept in the backend (sync_conflicts): open until resolved. */
+export interface ConflictRow {
+  conflict_id: number;
+  shard: number;
+  id: string;
+  local_version: number;
+  local_record: Record<string, unknown> | null;
+  remote_record: Record<string, unknown>;
+  strategy: string;
+  detected_at: string;
+  resolved_at: string | null;
+  resolution: string | null;
+}
+
+/** A sink that can tell rows written outside usage-tracker and keep a record of what was done about them. */
+export interface ConflictSink extends VerifiableSink {
+  /** Rows written outside usage-tracker that have no open conflict, oldest edit first, at most `limit`. */
+  outsideEdits(limit: number): Promise<{ edit: OutsideEdit; row: Record<string, unknown> }[]>;
+  /** The row counts as usage-tracker's again (after its edit was taken into local data). */
+  clearOutsideEdit(shard: number, id: string): Promise<void>;
+  /** Records a conflict: resolved now (`resolution`), or open for an admin (`resolution` undefined). */
+  recordConflict(shard: number, id: string, local: StoredRecord | undefined, row: Record<string, unknown>, strategy: string, resolution: string | undefined): Promise<number>;
+  conflicts(open: boolean, limit: number): Promise<ConflictRow[]>;
+  conflict(conflictId: number): Promise<ConflictRow | undefined>;
+  markResolved(conflictId: number, resolution: string): Promise<void>;
+}
+
+export function canResolveConflicts(sink: SyncSink): sink is ConflictSink {
+  return typeof (sink as Partial<ConflictSink>).outsideEdits === 'function';
 }
