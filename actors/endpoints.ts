@@ -30,6 +30,8 @@ export interface SyncApi {
   status(backend: SyncBackend): Promise<Record<string, unknown>>;
   resync(backend: SyncBackend, fromSeq: number, shards: number[] | undefined): Promise<Record<string, unknown>>;
   verify(backend: SyncBackend, repair: boolean, shards: number[] | undefined): Promise<Record<string, unknown>>;
+  conflicts(backend: SyncBackend, open: boolean, limit: number): Promise<Record<string, unknown>>;
+  resolve(backend: SyncBackend, conflictId: number, take: 'local' | 'remote'): Promise<Record<string, unknown>>;
 }
 
 export function endpointHandlers(deps: EndpointDependencies): EndpointHandlers {
@@ -84,6 +86,16 @@ export function endpointHandlers(deps: EndpointDependencies): EndpointHandlers {
       const request = check(schemas.syncResync, body);
       if (!deps.sync.configured().includes(request.backend)) throw notConfigured(request.backend);
       return { ok: true, ...(await deps.sync.resync(request.backend, request.from_seq, request.shards)) };
+    },
+    async 'admin.sync.conflicts'(body) {
+      const request = check(schemas.syncConflicts, body);
+      if (!deps.sync.configured().includes(request.backend)) throw notConfigured(request.backend);
+      return { ok: true, ...(await deps.sync.conflicts(request.backend, request.open, request.limit)) };
+    },
+    async 'admin.sync.resolve'(body) {
+      const request = check(schemas.syncResolve, body);
+      if (!deps.sync.configured().includes(request.backend)) throw notConfigured(request.backend);
+      return { ok: true, ...(await deps.sync.resolve(request.backend, request.conflict_id, request.take)) };
     },
     async 'admin.sync.verify'(body) {
       const request = check(schemas.syncVerify, body);

@@ -18,14 +18,21 @@ import { ProtocolError } from '../protocols/errors.js';
 import type { StoredRecord } from '../protocols/record.js';
 import { later, type ActorContext, type Behavior, type Later } from '../src/kernel/actor.js';
 import type { ActorRef } from '../src/kernel/system.js';
+import type { ConflictStrategy, Source } from '../src/sync/conflicts.js';
 import { compareDigests, ShardDigest } from '../src/sync/merkle.js';
-import { isVerifiable, type SyncSink, type VerifiableSink } from '../src/sync/sink.js';
+import { canResolveConflicts, isVerifiable, type SyncSink, type VerifiableSink } from '../src/sync/sink.js';
+import { ConflictResolver } from './sync-conflicts.js';
 import type { PartitionMessage, PartitionReply } from './partition.js';
 
 export type SyncMessage =
   | { type: 'status' }
   | { type: 'resync'; from_seq: number; shards?: number[] }
-  | { type: 'verify'; repair: boolean; shards?: number[] };
+  | { type: 'verify'; repair: boolean; shards?: number[] }
+  | { type: 'conflicts'; open: boolean; limit: number }
+  | { type: 'resolve'; conflict_id: number; take: 'local' | 'remote' };
+
+/** How often rows written outside usage-tracker are looked for. */
+const CONFLICT_SWEEP_MS = 1000;
 
 /** How long one shard's comparison may take (it reads the whole shard on both sides). */
 const VERIFY_SHARD_TIMEOUT_MS = 10 * 60_000;
@@ -45,6 +52,8 @@ export interface SyncOptions {
   askTimeoutMs: number;
   /** Shards applied at once (each in its own transaction); at most the sink's connections. */
   parallelism: number;
+  /** What to do with rows written outside usage-tracker, for a sink that can tell them. */
+  conflicts?: { strategy: ConflictStrategy; priority: readonly Source[] };
   /** Jitter source in [0, 1); a port so tests can fix it. */
   random?: () => number;
 }
@@ -73,12 +82,32 @@ export class SyncLoop {
   private wake: (() => void) | undefined;
   private resyncs: { fromSeq: number; shards: number[]; done: (error?: unknown) => void }[] = [];
   private running: Promise<void> | undefined;
+  readonly resolver: ConflictResolver | undefined;
+  private lastSweepMs = -Infinity;
 
   constructor(
     private readonly options: SyncOptions,
     private readonly ctx: ActorContext,
   ) {
     this.progress = Array.from({ length: options.shards }, () => ({ checkpoint: 0, head: 0, pendingSince: undefined, error: undefined }));
+    const sink = options.sink;
+    if (options.conflicts && canResolveConflicts(sink)) {
+      this.resolver = new ConflictResolver(sink, { ...options.conflicts, partition: options.partition, shards: options.shards, askTimeoutMs: options.askTimeoutMs, log: ctx.log });
+    }
+  }
+
+  /** The conflict handling of this backend; E_VALIDATION when it has none. */
+  conflictResolver(): ConflictResolver {
+    if (!this.resolver) throw new ProtocolError('E_VALIDATION', `${this.options.sink.backend} has no conflict handling`, { field: 'backend' });
+    this.requireConnected();
+    return this.resolver;
+  }
+
+  /** Looks for rows written outside usage-tracker, at most every CONFLICT_SWEEP_MS. */
+  private async sweepConflicts(): Promise<void> {
+    if (!this.resolver || this.ctx.clock.monotonicMs() - this.lastSweepMs < CONFLICT_SWEEP_MS) return;
+    this.lastSweepMs = this.ctx.clock.monotonicMs();
+    await this.resolver.sweep();
   }
 
   start(): void {
@@ -202,6 +231,7 @@ export class SyncLoop {
       backend: this.options.sink.backend,
       state: this.state,
       applied_records: this.applied,
+      ...(this.resolver ? { conflicts_resolved: this.resolver.resolvedTotal, conflicts_parked: this.resolver.parkedTotal, conflicts_failed: this.resolver.failedTotal } : {}),
       ...(this.lastError ? { last_error: this.lastError.message, last_error_at: new Date(this.lastError.at).toISOString() } : {}),
       shards: this.progress.map((shard, index) => ({
         shard: index,
@@ -220,6 +250,7 @@ export class SyncLoop {
         if (this.state === 'connecting' || this.state === 'retrying') await this.connect();
         await this.applyResyncs();
         const behind = await this.cycle();
+        await this.sweepConflicts();
         this.attempt = 0;
         this.state = behind ? 'catching_up' : 'realtime';
         if (!behind) await this.pause(this.options.windowMs);
@@ -355,6 +386,10 @@ export function syncBehavior(options: SyncOptions, ctx: ActorContext, publishSta
           return later(loop.resync(message.from_seq, message.shards).then(() => loop.status()));
         case 'verify':
           return later(loop.verify(message.repair, message.shards));
+        case 'conflicts':
+          return later(loop.conflictResolver().list(message.open, message.limit).then((conflicts) => ({ backend: options.sink.backend, conflicts })));
+        case 'resolve':
+          return later(loop.conflictResolver().resolve(message.conflict_id, message.take).then((conflict) => ({ backend: options.sink.backend, conflict })));
         default:
           throw new ProtocolError('E_BAD_REQUEST', `unknown sync message ${(message as { type?: unknown }).type}`);
       }

@@ -62,6 +62,8 @@ export interface RequestSchemas {
   syncResync: z.ZodType<SyncResyncRequest>;
   syncVerify: z.ZodType<SyncVerifyRequest>;
   querySimilar: z.ZodType<SimilarQuery>;
+  syncConflicts: z.ZodType<SyncConflictsRequest>;
+  syncResolve: z.ZodType<SyncResolveRequest>;
   queryAnomalies: z.ZodType<AnomaliesQuery>;
 }
 
@@ -102,6 +104,17 @@ export const SYNC_BACKENDS = ['postgres', 'chroma'] as const;
 export type SyncBackend = (typeof SYNC_BACKENDS)[number];
 export interface SyncStatusRequest {
   backend?: SyncBackend;
+}
+export interface SyncConflictsRequest {
+  backend: SyncBackend;
+  /** Only the open ones (default), or every recorded conflict. */
+  open: boolean;
+  limit: number;
+}
+export interface SyncResolveRequest {
+  backend: SyncBackend;
+  conflict_id: number;
+  take: 'local' | 'remote';
 }
 export interface SyncVerifyRequest {
   backend: SyncBackend;
@@ -221,6 +234,20 @@ export function requestSchemas(limits: ProtocolLimits = DEFAULT_LIMITS, now: () 
       })
       .strict()
       .refine(fromBeforeTo, { message: 'from must not be after to', path: ['from'] }) as z.ZodType<AnomaliesQuery>,
+    syncConflicts: z
+      .object({
+        backend,
+        open: z.boolean({ error: 'must be true or false' }).default(true),
+        limit: z.number().int('must be a whole number').min(1).max(1000, 'must be at most 1000').default(100),
+      })
+      .strict() as z.ZodType<SyncConflictsRequest>,
+    syncResolve: z
+      .object({
+        backend,
+        conflict_id: z.number().int('must be a whole number').min(1, 'must be at least 1').max(Number.MAX_SAFE_INTEGER),
+        take: z.enum(['local', 'remote'], { error: "must be 'local' or 'remote'" }),
+      })
+      .strict() as z.ZodType<SyncResolveRequest>,
     syncVerify: z
       .object({ backend, repair: z.boolean({ error: 'must be true or false' }).default(true), shards: shardList })
       .strict() as z.ZodType<SyncVerifyRequest>,

@@ -33,6 +33,8 @@ export const ENDPOINTS = {
   'admin.sync.status': 'admin.sync.status',
   'admin.sync.resync': 'admin.sync.resync',
   'admin.sync.verify': 'admin.sync.verify',
+  'admin.sync.conflicts': 'admin.sync.conflicts',
+  'admin.sync.resolve': 'admin.sync.resolve',
 } as const;
 
 export type EndpointName = keyof typeof ENDPOINTS;

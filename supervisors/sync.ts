@@ -6,7 +6,7 @@
 import type { EndpointReply } from '../actors/gateway.js';
 import type { SyncApi } from '../actors/endpoints.js';
 import type { PartitionMessage, PartitionReply } from '../actors/partition.js';
-import { syncBehavior, type SyncMessage } from '../actors/sync.js';
+import { syncBehavior, type SyncMessage, type SyncOptions } from '../actors/sync.js';
 import type { SyncBackend } from '../protocols/requests.js';
 import type { Config } from '../src/config/schema.js';
 import type { ActorRef, ActorSystem } from '../src/kernel/system.js';
@@ -44,7 +44,7 @@ export function syncWiring(config: Config, system: ActorSystem, partition: (shar
   const statusOf = new Map<SyncBackend, () => Record<string, unknown>>();
   const children: ChildSpec[] = [];
   /** A SyncActor child; the sink is made anew at every (re)start. */
-  const child = (backend: SyncBackend, sink: () => SyncSink, settings: LoopSettings, parallelism: number): ChildSpec =>
+  const child = (backend: SyncBackend, sink: () => SyncSink, settings: LoopSettings, parallelism: number, conflicts?: SyncOptions['conflicts']): ChildSpec =>
     actorChild<SyncMessage, unknown>({
       id: backend,
       mailboxCapacity: 256,
@@ -62,6 +62,7 @@ export function syncWiring(config: Config, system: ActorSystem, partition: (shar
             retryMaxMs: settings.retry_max_ms,
             askTimeoutMs: config.limits.query_timeout_ms,
             parallelism,
+            ...(conflicts ? { conflicts } : {}),
           },
           ctx,
           (status) => statusOf.set(backend, status),
@@ -71,7 +72,7 @@ export function syncWiring(config: Config, system: ActorSystem, partition: (shar
   if (postgres) {
     const sink = () =>
       new PostgresSink({ url: postgres.url, schema: postgres.schema, poolMax: postgres.pool_max, connectTimeoutMs: 5000, statementTimeoutMs: postgres.statement_timeout_ms });
-    children.push(child('postgres', sink, postgres, postgres.pool_max));
+    children.push(child('postgres', sink, postgres, postgres.pool_max, { strategy: postgres.conflict_strategy, priority: postgres.source_priority }));
   }
   const chroma = config.backends.chroma;
   if (chroma) {
@@ -87,6 +88,10 @@ export function syncWiring(config: Config, system: ActorSystem, partition: (shar
     api: {
       configured: () => children.map((child) => child.id as SyncBackend),
       status: async (backend) => (await ref(backend).ask({ type: 'status' }, { timeoutMs, caller: 'admin.sync.status' })) as Record<string, unknown>,
+      conflicts: async (backend, open, limit) =>
+        (await ref(backend).ask({ type: 'conflicts', open, limit }, { timeoutMs, caller: 'admin.sync.conflicts' })) as Record<string, unknown>,
+      resolve: async (backend, conflictId, take) =>
+        (await ref(backend).ask({ type: 'resolve', conflict_id: conflictId, take }, { timeoutMs, caller: 'admin.sync.resolve' })) as Record<string, unknown>,
       verify: async (backend, repair, shards) =>
         // Each shard may take minutes on a large store; the ask allows for all of them.
         (await ref(backend).ask({ type: 'verify', repair, ...(shards ? { shards } : {}) }, { timeoutMs: 10 * 60_000 * (shards?.length ?? config.cluster.shards), caller: 'admin.sync.verify' })) as Record<string, unknown>,

@@ -81,6 +81,14 @@ export const configSchema = z
             retry_base_ms: positiveInt(60_000).default(200),
             retry_max_ms: positiveInt(600_000).default(30_000),
             statement_timeout_ms: positiveInt(3_600_000).default(60_000),
+            conflict_strategy: z
+              .enum(['latest_wins', 'merge', 'manual', 'source_priority'], { error: 'must be latest_wins, merge, manual or source_priority' })
+              .default('latest_wins'),
+            source_priority: z
+              .array(z.enum(['local', 'mirror'], { error: "must be 'local' or 'mirror'" }))
+              .length(2, 'must list local and mirror, in order of priority')
+              .refine((list) => new Set(list).size === 2, 'must list local and mirror once each')
+              .default(['local', 'mirror']),
           })
           .strict()
           .optional(),

@@ -78,7 +78,7 @@ t.test('defaults', async (t) => {
     const config = loadConfig({ text: 'cluster:\n  shards: 4\nbackends:\n  postgres:\n    url: postgres://127.0.0.1:5432/usage\n', env: {} });
     t.equal(config.cluster.shards, 4);
     t.equal(config.cluster.id, 'default');
-    t.same(config.backends, { postgres: { url: 'postgres://127.0.0.1:5432/usage', pool_max: 4, schema: 'public', batch_records_max: 5000, window_ms: 50, retry_base_ms: 200, retry_max_ms: 30000, statement_timeout_ms: 60000 } });
+    t.same(config.backends, { postgres: { url: 'postgres://127.0.0.1:5432/usage', pool_max: 4, schema: 'public', batch_records_max: 5000, window_ms: 50, retry_base_ms: 200, retry_max_ms: 30000, statement_timeout_ms: 60000, conflict_strategy: 'latest_wins', source_priority: ['local', 'mirror'] } });
     t.same(config.transport, DEFAULTS.transport);
   });
 });
@@ -122,8 +122,8 @@ t.test('environment overrides', async (t) => {
       name: 'USAGE_TRACKER_POSTGRES_URL',
       value: 'postgresql://127.0.0.1:5432/env',
       read: (c) => c.backends.postgres,
-      fromFile: { url: 'postgres://file:5432/db', pool_max: 4, schema: 'public', batch_records_max: 5000, window_ms: 50, retry_base_ms: 200, retry_max_ms: 30000, statement_timeout_ms: 60000 },
-      expected: { url: 'postgresql://127.0.0.1:5432/env', pool_max: 4, schema: 'public', batch_records_max: 5000, window_ms: 50, retry_base_ms: 200, retry_max_ms: 30000, statement_timeout_ms: 60000 },
+      fromFile: { url: 'postgres://file:5432/db', pool_max: 4, schema: 'public', batch_records_max: 5000, window_ms: 50, retry_base_ms: 200, retry_max_ms: 30000, statement_timeout_ms: 60000, conflict_strategy: 'latest_wins', source_priority: ['local', 'mirror'] },
+      expected: { url: 'postgresql://127.0.0.1:5432/env', pool_max: 4, schema: 'public', batch_records_max: 5000, window_ms: 50, retry_base_ms: 200, retry_max_ms: 30000, statement_timeout_ms: 60000, conflict_strategy: 'latest_wins', source_priority: ['local', 'mirror'] },
     },
     { name: 'USAGE_TRACKER_CHROMA_URL', value: 'https://env:8443', read: (c) => c.backends.chroma?.url, fromFile: 'http://file:8000', expected: 'https://env:8443' },
     { name: 'USAGE_TRACKER_BACKUP_DIR', value: '/env/backups', read: (c) => c.backup.target_dir, fromFile: '/file/backups', expected: '/env/backups' },
@@ -144,7 +144,7 @@ t.test('environment overrides', async (t) => {
 
   t.test('a variable also sets a key the file leaves out', async (t) => {
     const config = loadConfig({ text: '', env: { USAGE_TRACKER_POSTGRES_URL: 'postgres://127.0.0.1:5432/usage', USAGE_TRACKER_SHARDS: ' 64 ' } });
-    t.same(config.backends.postgres, { url: 'postgres://127.0.0.1:5432/usage', pool_max: 4, schema: 'public', batch_records_max: 5000, window_ms: 50, retry_base_ms: 200, retry_max_ms: 30000, statement_timeout_ms: 60000 });
+    t.same(config.backends.postgres, { url: 'postgres://127.0.0.1:5432/usage', pool_max: 4, schema: 'public', batch_records_max: 5000, window_ms: 50, retry_base_ms: 200, retry_max_ms: 30000, statement_timeout_ms: 60000, conflict_strategy: 'latest_wins', source_priority: ['local', 'mirror'] });
     t.equal(config.cluster.shards, 64);
   });
 
