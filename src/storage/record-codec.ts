@@ -25,7 +25,8 @@ import type { StoredRecord } from '../../protocols/record.js';
 export const BINARY_ENTRY_TAG = 0x02;
 const OP_PUT = 1;
 
-type Kind = 's' | 'n' | 'm';
+/** s: string, n: number, m: msgpack, v: version vector (small map of string to number). */
+type Kind = 's' | 'n' | 'm' | 'v';
 type Layout = readonly (readonly [name: string, kind: Kind])[];
 const LAYOUT_1: Layout = [
   ['id', 's'],
@@ -49,7 +50,9 @@ const LAYOUT_1: Layout = [
   ['ingested_at', 'n'],
   ['cost_source', 's'],
 ];
-const LAYOUT_2: Layout = [...LAYOUT_1, ['updated_at', 'n'], ['vv', 'm']];
+const LAYOUT_2: Layout = [...LAYOUT_1, ['updated_at', 'n'], ['vv', 'v']];
+/** Most entries of a version vector written as such (more travel in `extra`). */
+const VECTOR_ENTRIES_MAX = 255;
 const LAYOUTS = new Map<number, Layout>([
   [0x01, LAYOUT_1],
   [0x02, LAYOUT_2],
@@ -79,7 +82,10 @@ function ensure(offset: number, more: number): void {
 function hasKind(value: unknown, kind: Kind): boolean {
   if (kind === 's') return typeof value === 'string';
   if (kind === 'n') return typeof value === 'number';
-  return value !== null && typeof value === 'object' && !Array.isArray(value);
+  if (value === null || typeof value !== 'object' || Array.isArray(value)) return false;
+  if (kind === 'm') return true;
+  const entries = Object.values(value);
+  return entries.length <= VECTOR_ENTRIES_MAX && entries.every((count) => typeof count === 'number');
 }
 
 function writeString(offset: number, value: string, name: string): number {
@@ -99,6 +105,21 @@ function writeString(offset: number, value: string, name: string): number {
   if (length > STRING_BYTES_MAX) throw new RangeError(`WAL entry: field ${name} is ${length} bytes, more than ${STRING_BYTES_MAX}`);
   scratch.writeUInt16LE(length, offset);
   return offset + 2 + length;
+}
+
+/** A version vector: entry count u8, then per entry its node id (string) and count (f64). */
+function writeVector(offset: number, vector: Record<string, number>, name: string): number {
+  const entries = Object.entries(vector);
+  ensure(offset, 1);
+  scratch[offset] = entries.length;
+  let at = offset + 1;
+  for (const [node, count] of entries) {
+    at = writeString(at, node, name);
+    ensure(at, 8);
+    scratch.writeDoubleLE(count, at);
+    at += 8;
+  }
+  return at;
 }
 
 function writePacked(offset: number, value: unknown): number {
@@ -139,6 +160,8 @@ export function encodeEntryInto(start: number, seq: number, record: StoredRecord
       offset += 8;
     } else if (kind === 's') {
       offset = writeString(offset, value as string, name);
+    } else if (kind === 'v') {
+      offset = writeVector(offset, value as Record<string, number>, name);
     } else {
       offset = writePacked(offset, value);
     }
@@ -153,6 +176,27 @@ export function encodeEntryInto(start: number, seq: number, record: StoredRecord
   }
   scratch.writeUInt32LE(mask, maskAt);
   return { buffer: scratch, end: offset };
+}
+
+const sharedVectors = new Map<string, Map<number, Readonly<Record<string, number>>>>();
+const SHARED_VECTORS_MAX = 4096;
+let sharedVectorCount = 0;
+
+/** The one frozen `{node: count}` for a node and count (records never change a vector in place: an update copies it). */
+function sharedVector(node: string, count: number): Record<string, number> {
+  let byCount = sharedVectors.get(node);
+  if (!byCount) {
+    if (sharedVectorCount >= SHARED_VECTORS_MAX) return { [node]: count };
+    sharedVectors.set(node, (byCount = new Map()));
+  }
+  let vector = byCount.get(count);
+  if (!vector) {
+    if (sharedVectorCount >= SHARED_VECTORS_MAX) return { [node]: count };
+    vector = Object.freeze({ [node]: count });
+    byCount.set(count, vector);
+    sharedVectorCount++;
+  }
+  return vector as Record<string, number>;
 }
 
 /** Short ASCII strings are built from this reused array of char codes, without a native call. */
@@ -197,6 +241,21 @@ class Reader {
     return utf8.decode(this.bytes.subarray(at, at + length));
   }
 
+  vector(): Record<string, number> {
+    const count = this.bytes[this.take(1)]!;
+    if (count === 1) {
+      // Nearly every record has a vector of one node: those are shared (frozen), not one object each.
+      const node = this.string();
+      return sharedVector(node, this.number());
+    }
+    const vector: Record<string, number> = {};
+    for (let i = 0; i < count; i++) {
+      const node = this.string();
+      vector[node] = this.number();
+    }
+    return vector;
+  }
+
   packed(): unknown {
     const length = this.view.getUint32(this.take(4), true);
     const at = this.take(length);
@@ -225,6 +284,7 @@ export function decodeEntry(bytes: Uint8Array, start = 0, end = bytes.length, vi
     const [name, kind] = layout[index]!;
     if (kind === 'n') record[name] = reader.number();
     else if (kind === 's') record[name] = reader.string();
+    else if (kind === 'v') record[name] = reader.vector();
     else record[name] = reader.packed();
   }
   if ((mask & extraBit) !== 0) {

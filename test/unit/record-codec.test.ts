@@ -67,6 +67,13 @@ t.test("a record's seq is its entry's: set when absent, kept when it differs", a
   t.ok(entryBytes(9, stored(5, { seq: 9 })).length < entryBytes(9, stored(5, { seq: 4 })).length, 'an equal seq is not written twice');
 });
 
+t.test('a version vector of any size round-trips (beyond 255 nodes it travels in extra)', async (t) => {
+  for (const size of [0, 1, 255, 300]) {
+    const vv = Object.fromEntries(Array.from({ length: size }, (_, i) => [`node-${i}`, i + 0.5]));
+    t.strictSame(decodeEntry(entryBytes(3, stored(3, { seq: 3, vv }))).record.vv, vv, `${size} entries`);
+  }
+});
+
 t.test('a value of the wrong kind for its field travels in extra, not lost or coerced', async (t) => {
   const odd = { ...stored(2), cost_usd: null, latency_ms: '12' } as unknown as StoredRecord;
   const decoded = decodeEntry(entryBytes(1, odd)).record as unknown as Record<string, unknown>;
