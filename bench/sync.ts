@@ -21,7 +21,7 @@ import { ChromaClient } from 'chromadb';
 import pg from 'pg';
 import { from as copyFrom } from 'pg-copy-streams';
 import { decode, encode } from '../protocols/codec.js';
-import type { StoredRecord } from '../protocols/record.js';
+import { PATCHABLE_FIELDS, type StoredRecord } from '../protocols/record.js';
 import { subjects } from '../protocols/subjects.js';
 import { loadConfig } from '../src/config/load.js';
 import { createGenerator } from '../src/demo/generate.js';
@@ -86,7 +86,8 @@ function csvLine(record: StoredRecord): string {
     record.shard, text(record.id), text(record.user_id), time(record.ts), text(record.provider), text(record.model), record.input_tokens, record.output_tokens,
     record.cached_tokens ?? '', record.cost_usd ?? '', text(record.cost_source), record.latency_ms ?? '', text(record.status), text(record.error_code),
     text(record.session_id), text(record.campaign_id), text(record.operation), record.metadata ? text(JSON.stringify(record.metadata)) : '',
-    record.version, record.seq, time(record.ingested_at),
+    record.version, record.seq, time(record.ingested_at), time(record.updated_at), text(JSON.stringify(record.vv)),
+    text(JSON.stringify(Object.fromEntries(PATCHABLE_FIELDS.map((field) => [field, record[field] ?? null])))),
   ].join(',');
 }
 
@@ -95,7 +96,8 @@ async function copyBaseline(pool: pg.Pool, schema: string, records: StoredRecord
   try {
     await client.query(`CREATE TABLE "${schema}".copy_baseline (LIKE "${schema}".usage_records INCLUDING ALL)`);
     const started = performance.now();
-    const columns = 'shard, id, user_id, ts, provider, model, input_tokens, output_tokens, cached_tokens, cost_usd, cost_source, latency_ms, status, error_code, session_id, campaign_id, operation, metadata, version, seq, ingested_at';
+    const columns =
+      'shard, id, user_id, ts, provider, model, input_tokens, output_tokens, cached_tokens, cost_usd, cost_source, latency_ms, status, error_code, session_id, campaign_id, operation, metadata, version, seq, ingested_at, updated_at, version_vector, synced_record';
     const stream = client.query(copyFrom(`COPY "${schema}".copy_baseline (${columns}) FROM STDIN WITH (FORMAT csv)`));
     await pipeline(
       Readable.from(
@@ -139,6 +141,8 @@ export async function syncBench(options: SyncBenchOptions): Promise<Row[]> {
           output_tokens: Number(row.output_tokens),
           cached_tokens: row.cached_tokens === null ? undefined : Number(row.cached_tokens),
           seq: Number(row.seq),
+          updated_at: row.updated_at.getTime(),
+          vv: row.version_vector,
         }) as StoredRecord,
     );
     const copySeconds = await copyBaseline(pool, schema, stored);

@@ -86,18 +86,16 @@ CREATE INDEX usage_records_edited_outside ON usage_records (shard) WHERE edited_
 -- A row inserted outside has no local record to keep beside it.
 ALTER TABLE sync_conflicts ALTER COLUMN local_record DROP NOT NULL;
 -- usage-tracker's own writes run with usage_tracker.writer = 'sync' (SET LOCAL); any other write marks the row.
+-- The WHEN clause keeps the function off usage-tracker's own (bulk) writes entirely.
 CREATE FUNCTION usage_records_mark_outside_edit() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-  IF current_setting('usage_tracker.writer', true) IS DISTINCT FROM 'sync' THEN
-    NEW.edited_outside_at := clock_timestamp();
-  ELSE
-    NEW.edited_outside_at := NULL;
-  END IF;
+  NEW.edited_outside_at := clock_timestamp();
   RETURN NEW;
 END
 $$;
 CREATE TRIGGER usage_records_outside_edit BEFORE INSERT OR UPDATE ON usage_records
-  FOR EACH ROW EXECUTE FUNCTION usage_records_mark_outside_edit();
+  FOR EACH ROW WHEN (current_setting('usage_tracker.writer', true) IS DISTINCT FROM 'sync')
+  EXECUTE FUNCTION usage_records_mark_outside_edit();
 `,
     down: `
 DROP TRIGGER usage_records_outside_edit ON usage_records;

@@ -47,25 +47,31 @@ const COLUMNS = [
   ['ingested_at', 'float8'],
   ['updated_at', 'float8'],
   ['version_vector', 'jsonb'],
-  ['synced_record', 'jsonb'],
 ] as const;
+
+/** The patchable fields as written, built in SQL from the same arrays: the base of a field-level merge. */
+const SYNCED_RECORD = `jsonb_build_object(${PATCHABLE_FIELDS.map((field) => `'${field}', u.${field}`).join(', ')})`;
 
 const TIMESTAMPS = new Set(['ts', 'ingested_at', 'updated_at']);
 
-const UPSERT = `
-INSERT INTO usage_records (${COLUMNS.map(([name]) => name).join(', ')})
-SELECT ${COLUMNS.map(([name]) => (TIMESTAMPS.has(name) ? toTimestamp(`u.${name}`) : `u.${name}`)).join(', ')}
+/** INSERT ... ON CONFLICT DO UPDATE of every column, then `tail` (more SET items and a WHERE). */
+const upsertSql = (tail: string) => `
+INSERT INTO usage_records (${COLUMNS.map(([name]) => name).join(', ')}, synced_record)
+SELECT ${COLUMNS.map(([name]) => (TIMESTAMPS.has(name) ? toTimestamp(`u.${name}`) : `u.${name}`)).join(', ')}, ${SYNCED_RECORD}
 FROM unnest(${COLUMNS.map(([, type], index) => `$${index + 1}::${type}[]`).join(', ')})
   AS u(${COLUMNS.map(([name]) => name).join(', ')})
 ON CONFLICT (shard, id) DO UPDATE SET
   ${COLUMNS.filter(([name]) => name !== 'shard' && name !== 'id')
     .map(([name]) => `${name} = EXCLUDED.${name}`)
     .join(',\n  ')},
-  synced_at = now()
-WHERE usage_records.version < EXCLUDED.version AND usage_records.edited_outside_at IS NULL`;
+  synced_record = EXCLUDED.synced_record,
+  synced_at = now()${tail}`;
 
-/** A repair writes the local version whatever the row holds (it may be newer by an outside edit). */
-const REPAIR = UPSERT.replace('WHERE usage_records.version < EXCLUDED.version AND usage_records.edited_outside_at IS NULL', '');
+/** A change from the feed: only over an older version, never over a row written outside usage-tracker. */
+const UPSERT = upsertSql('\nWHERE usage_records.version < EXCLUDED.version AND usage_records.edited_outside_at IS NULL');
+
+/** A repair writes the local version whatever the row holds (it may be newer by an outside edit), and makes the row ours again. */
+const REPAIR = upsertSql(', edited_outside_at = NULL');
 
 const OUTSIDE_EDITS = `
 SELECT r.shard, r.id, r.user_id, r.synced_record, (extract(epoch from r.edited_outside_at) * 1000)::float8 AS edited_ms,
@@ -113,8 +119,6 @@ ON CONFLICT (shard) DO UPDATE SET seq = EXCLUDED.seq, updated_at = now()`;
 /** What a row holds in a column: the record's field, or what the mirror derives from it. */
 function columnValue(record: StoredRecord, source: Record<string, unknown>, name: string): unknown {
   if (name === 'version_vector') return JSON.stringify(record.vv ?? {});
-  // The patchable fields as written: the base of a field-level merge when the row is edited outside.
-  if (name === 'synced_record') return JSON.stringify(Object.fromEntries(PATCHABLE_FIELDS.map((field) => [field, record[field] ?? null])));
   const value = source[name];
   if (value === undefined) return null;
   return name === 'metadata' ? JSON.stringify(value) : value;
@@ -216,7 +220,7 @@ export class PostgresSink implements ConflictSink {
   async clearOutsideEdit(shard: number, id: string): Promise<void> {
     await this.inTransaction(async (client) => {
       await client.query(AS_SYNC);
-      await client.query('UPDATE usage_records SET synced_at = now() WHERE shard = $1 AND id = $2', [shard, id]);
+      await client.query('UPDATE usage_records SET edited_outside_at = NULL WHERE shard = $1 AND id = $2', [shard, id]);
     });
   }
 
