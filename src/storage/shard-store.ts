@@ -136,7 +136,13 @@ export class ShardStore {
       return store;
     }
     store.writer = await WalWriter.open(fs, join(store.walDir, recovered.segment ?? segmentName(store.nextSeq)), options.fsync, store.nextSeq - 1);
-    if (recovered.segment === undefined) await fs.syncDir(store.walDir);
+    if (recovered.segment === undefined) {
+      // A failed directory sync fails the open; the segment just opened is not left to the garbage collector.
+      await fs.syncDir(store.walDir).catch(async (error: unknown) => {
+        await store.close();
+        throw error;
+      });
+    }
     options.log.info({ shard: options.shard, files: store.manifest.files.length, unsealed: store.memtable.size, torn_bytes: recovered.tornBytes }, 'shard open');
     return store;
   }

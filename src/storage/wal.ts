@@ -202,7 +202,14 @@ export class WalWriter {
   static async open(fs: FileSystem, path: string, fsync: boolean, durableSeq: number): Promise<WalWriter> {
     // With fsync on, each write is synced by O_DSYNC: one system call per group commit, not two.
     const handle = await fs.open(path, fsync ? 'append-dsync' : 'append');
-    return new WalWriter(handle, path, fsync, durableSeq, await handle.size());
+    let size: number;
+    try {
+      size = await handle.size();
+    } catch (error) {
+      await handle.close().catch(() => undefined);
+      throw error;
+    }
+    return new WalWriter(handle, path, fsync, durableSeq, size);
   }
 
   get failure(): WalFailure | undefined {

@@ -293,3 +293,12 @@ t.test('a first seal cut short before its manifest loses nothing and is not take
   t.same(readdirSync(join(dir, 'partitions')), [], 'the unlisted files of the cut seal are gone');
   await reopened.close();
 });
+
+t.test('an open that fails after opening its WAL segment closes the segment', async (t) => {
+  const dir = tempDir(t);
+  const openFds = () => readdirSync('/proc/self/fd').length;
+  const before = openFds();
+  const fs = faultyFileSystem(nodeFileSystem, (operation, path) => (operation === 'syncDir' && path.endsWith('wal') ? 'EIO' : undefined));
+  await t.rejects(open(dir, fs), { code: 'EIO' });
+  t.equal(openFds(), before, 'no file descriptor is left to the garbage collector');
+});
