@@ -23,6 +23,15 @@ export interface EndpointDependencies {
   sync: SyncApi;
   /** query.similar and query.anomalies. */
   patterns: PatternApi;
+  /** The BackupActor. */
+  backup: BackupApi;
+}
+
+export interface BackupApi {
+  create(kind: 'full' | 'incremental' | 'differential'): Promise<Record<string, unknown>>;
+  list(): Promise<Record<string, unknown>>;
+  verify(backupId: string): Promise<Record<string, unknown>>;
+  restore(backupId: string, targetDir: string): Promise<Record<string, unknown>>;
 }
 
 export interface SyncApi {
@@ -96,6 +105,20 @@ export function endpointHandlers(deps: EndpointDependencies): EndpointHandlers {
       const request = check(schemas.syncResolve, body);
       if (!deps.sync.configured().includes(request.backend)) throw notConfigured(request.backend);
       return { ok: true, ...(await deps.sync.resolve(request.backend, request.conflict_id, request.take)) };
+    },
+    async 'admin.backup.create'(body) {
+      return { ok: true, ...(await deps.backup.create(check(schemas.backupCreate, body).kind)) };
+    },
+    async 'admin.backup.list'(body) {
+      check(schemas.backupList, body);
+      return { ok: true, ...(await deps.backup.list()) };
+    },
+    async 'admin.backup.verify'(body) {
+      return { ok: true, ...(await deps.backup.verify(check(schemas.backupVerify, body).backup_id)) };
+    },
+    async 'admin.backup.restore'(body) {
+      const request = check(schemas.backupRestore, body);
+      return { ok: true, ...(await deps.backup.restore(request.backup_id, request.target_dir)) };
     },
     async 'admin.sync.verify'(body) {
       const request = check(schemas.syncVerify, body);

@@ -25,6 +25,7 @@ export type PartitionMessage =
   | { type: 'records'; query: RecordsQuery }
   | { type: 'changes'; from_seq: number; limit: number }
   | { type: 'digest' }
+  | { type: 'snapshot' }
   | { type: 'bucket_records'; day: string; buckets: number[] }
   | { type: 'seal' }
   | { type: 'tick' }
@@ -158,6 +159,9 @@ export async function partitionBehavior(options: PartitionOptions, ctx: ActorCon
           return later(
             store.changes(message.from_seq, message.limit).then(({ records, nextSeq, headSeq }) => ({ records, next_seq: nextSeq, head_seq: headSeq })),
           );
+        case 'snapshot':
+          // Awaited in the mailbox on purpose: no write, seal or WAL trim may run while the copy is taken.
+          return store.snapshot();
         case 'digest':
           // Anti-entropy reads the whole shard: beside the writes, like the change feed.
           return later(shardDigest(store));

@@ -35,6 +35,10 @@ export const ENDPOINTS = {
   'admin.sync.verify': 'admin.sync.verify',
   'admin.sync.conflicts': 'admin.sync.conflicts',
   'admin.sync.resolve': 'admin.sync.resolve',
+  'admin.backup.create': 'admin.backup.create',
+  'admin.backup.list': 'admin.backup.list',
+  'admin.backup.verify': 'admin.backup.verify',
+  'admin.backup.restore': 'admin.backup.restore',
 } as const;
 
 export type EndpointName = keyof typeof ENDPOINTS;

@@ -20,7 +20,9 @@ import { join, resolve } from 'node:path';
 import { Gateway, type EndpointReply } from '../actors/gateway.js';
 import { ingestBehavior, type IngestMessage } from '../actors/ingest.js';
 import { partitionBehavior, type PartitionMessage, type PartitionReply } from '../actors/partition.js';
+import { backupBehavior, type BackupMessage } from '../actors/backup.js';
 import { PatternApi } from '../actors/pattern-api.js';
+import type { BackupKind } from '../src/backup/store.js';
 import { StorageApi } from '../actors/storage-api.js';
 import { ChromaSearch } from '../src/sync/chroma-search.js';
 import { nodeFileSystem, type FileSystem } from '../src/ports/fs.js';
@@ -203,6 +205,25 @@ export async function startNode(config: Config, options: NodeOptions = {}): Prom
   const sync = syncWiring(config, system, partition);
   const chroma = config.backends.chroma;
   const storage = new StorageApi({ shards: shardCount, partition, askTimeoutMs: config.limits.ask_timeout_ms, queryTimeoutMs: config.limits.query_timeout_ms });
+  const backupChild = actorChild<BackupMessage, unknown>({
+    id: 'backup',
+    mailboxCapacity: 64,
+    shutdownMs: config.supervision.shutdown_ms,
+    behavior: (ctx) =>
+      backupBehavior(
+        { fs, dataDir, targetDir: resolve(config.backup.target_dir), shards: shardCount, partition, snapshotTimeoutMs: config.limits.query_timeout_ms },
+        ctx,
+      ),
+  });
+  const backupRef = system.ref<BackupMessage, Record<string, unknown>>(`${config.node.id}/maintenance/backup`);
+  /** Backups of a large store take long: an hour before an admin call gives up. */
+  const backupAsk = (message: BackupMessage) => backupRef.ask(message, { timeoutMs: 3_600_000, caller: `admin.backup.${message.type}` });
+  const backup = {
+    create: (kind: BackupKind) => backupAsk({ type: 'create', kind }),
+    list: () => backupAsk({ type: 'list' }),
+    verify: (backupId: string) => backupAsk({ type: 'verify', backup_id: backupId }),
+    restore: (backupId: string, targetDir: string) => backupAsk({ type: 'restore', backup_id: backupId, target_dir: resolve(targetDir) }),
+  };
   const patterns = new PatternApi({
     storage,
     search: chroma ? new ChromaSearch({ url: chroma.url, collectionPrefix: chroma.collection_prefix, requestTimeoutMs: config.limits.query_timeout_ms }) : undefined,
@@ -220,6 +241,7 @@ export async function startNode(config: Config, options: NodeOptions = {}): Prom
         storage,
         sync: sync.api,
         patterns,
+        backup,
       });
       const actor = new ApiActor({
         gateway: new Gateway(handlers, limitsOf(config), ctx.log),
@@ -243,7 +265,7 @@ export async function startNode(config: Config, options: NodeOptions = {}): Prom
       supervisorChild('shards', partitions, flags),
       supervisorChild('ingest', ingestPool, flags),
       supervisorChild('sync', sync.children, flags),
-      supervisorChild('maintenance', [], flags),
+      supervisorChild('maintenance', [backupChild], flags),
       api,
     ],
     onExit: (reason: ExitReason) => {

@@ -472,6 +472,26 @@ export class ShardStore {
     await fs.syncDir(this.walDir);
   }
 
+  /**
+   * A consistent copy of what the shard holds durably, for a backup: its
+   * manifest file and the durable bytes of every WAL segment. The sealed
+   * files the manifest lists are immutable and read by the caller. Run
+   * inside the actor (nothing seals or trims meanwhile).
+   */
+  async snapshot(): Promise<{ metadata: Uint8Array; manifest: ShardManifest; wal: { name: string; data: Uint8Array }[]; durableSeq: number }> {
+    const writer = this.requireServing();
+    await writer.whenDurable(this.nextSeq - 1);
+    const { fs, dir } = this.options;
+    const metadata = await fs.readFile(join(dir, 'metadata.json'));
+    const wal: { name: string; data: Uint8Array }[] = [];
+    for (const name of (await fs.readdir(this.walDir)).filter((entry) => entry.endsWith('.log')).sort()) {
+      const data = await fs.readFile(join(this.walDir, name));
+      // The open segment may hold bytes of a write in flight: only what is durable belongs to the copy.
+      wal.push({ name, data: join(this.walDir, name) === writer.path ? data.subarray(0, writer.bytes) : data });
+    }
+    return { metadata, manifest: this.manifest, wal, durableSeq: writer.durableSeq };
+  }
+
   needsSeal(): boolean {
     return this.memtable.size >= this.options.memtableRecordsMax;
   }
