@@ -10,6 +10,7 @@ import { runDemo } from './commands/demo.js';
 import { ingestFile, printSummary, type IngestOptions } from './commands/ingest.js';
 import { start, status } from './commands/node.js';
 import { runQuery } from './commands/query.js';
+import { backupCreate, backupList, backupRestore, backupVerify } from './commands/backup.js';
 import { resync, syncStatus, verify } from './commands/sync.js';
 
 function connectionOptions(command: Command, what: string): Command {
@@ -98,6 +99,27 @@ function program(): Command {
     .addOption(new Option('--timeout <ms>', 'how long to wait for each shard').default('600000'))
     .action(async (backend: string, options) => {
       process.stdout.write(await verify(backend, options));
+    });
+  const backup = cli.command('backup').description("backups of a running node's data directory (into backup.target_dir)");
+  const backupOptions = (command: Command) =>
+    connectionOptions(command, 'ask')
+      .addOption(new Option('--timeout <ms>', 'how long to wait for the answer').default('3600000'))
+      .option('--json', 'print the raw reply as JSON');
+  backupOptions(backup.command('create').description('take a backup'))
+    .addOption(new Option('--kind <kind>', 'full, incremental (only what the store lacks) or differential (what the last full lacks)').default('full'))
+    .action(async (options) => {
+      process.stdout.write(await backupCreate(options.kind, options));
+    });
+  backupOptions(backup.command('list').description('the backups, oldest first')).action(async (options) => {
+    process.stdout.write(await backupList(options));
+  });
+  backupOptions(backup.command('verify').argument('<backup-id>').description('re-read every file of a backup and test-restore it')).action(async (id: string, options) => {
+    process.stdout.write(await backupVerify(id, options));
+  });
+  backupOptions(backup.command('restore').argument('<backup-id>').description('restore a backup into a new directory, checked before it is put in place'))
+    .requiredOption('--target <dir>', 'the new data directory (must not exist)')
+    .action(async (id: string, options) => {
+      process.stdout.write(await backupRestore(id, options));
     });
   return cli;
 }

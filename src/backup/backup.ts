@@ -157,7 +157,8 @@ async function checkRestored(fs: FileSystem, manifest: BackupManifest, dir: stri
 
 export interface VerifyReport {
   backup_id: string;
-  ok: boolean;
+  /** Every object matched its hash and the test restore served. */
+  valid: boolean;
   objects: number;
   records: number;
   problems: string[];
@@ -187,7 +188,7 @@ export async function verifyBackup(store: BackupStore, fs: FileSystem, backupId:
       await rm(dir, { recursive: true, force: true });
     }
   }
-  return { backup_id: backupId, ok: problems.length === 0, objects: refs.length, records, problems };
+  return { backup_id: backupId, valid: problems.length === 0, objects: refs.length, records, problems };
 }
 
 /**

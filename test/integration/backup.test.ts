@@ -8,6 +8,7 @@ import t from 'tap';
 import { existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { cli } from '../helpers/cli.js';
 import { startTestNode, type TestNode } from '../helpers/node.js';
 
 const YAML = 'cluster:\n  shards: 2\nstorage:\n  memtable_records_max: 150\n';
@@ -74,7 +75,7 @@ t.test('full and incremental backups, verified and restored into a directory a n
   t.same(listed.backups.map((b: any) => b.backup_id), [full.backup_id, incremental.backup_id], 'listed oldest first');
 
   const verified = await node.call('admin.backup.verify', { backup_id: incremental.backup_id });
-  t.same([verified.ok, verified.records, verified.problems], [true, 800, []], 'verify re-reads every object and test-restores 800 records');
+  t.same([verified.ok, verified.valid, verified.records, verified.problems], [true, true, 800, []], 'verify re-reads every object and test-restores 800 records');
   t.equal((await node.call('admin.backup.verify', { backup_id: full.backup_id })).records, 500);
 
   const target = join(restoreRoot, 'data');
@@ -117,7 +118,7 @@ t.test('a damaged or missing object is reported by verify, and restore refuses r
   const victim = objects[0]!;
   writeFileSync(join(victim.parentPath, victim.name), 'not the bytes it had');
   const verified = await node.call('admin.backup.verify', { backup_id: full.backup_id });
-  t.equal(verified.ok, false);
+  t.same([verified.ok, verified.valid], [true, false], 'the request works; the backup is not valid');
   t.match(verified.problems.join('\n'), new RegExp(`object ${victim.name} .* is damaged`));
   const target = join(restoreRoot, 'data');
   const refused = await node.call('admin.backup.restore', { backup_id: full.backup_id, target_dir: target });
@@ -155,4 +156,36 @@ t.test('backup commands refuse bad input clearly', async (t) => {
   const [first, second] = await Promise.all([node.call('admin.backup.create', { kind: 'full' }), node.call('admin.backup.create', { kind: 'full' })]);
   t.equal([first, second].filter((reply) => reply.ok).length, 1, 'one backup runs at a time');
   t.match([first, second].find((reply) => !reply.ok).error, { code: 'E_CONFLICT', message: /is running/ });
+});
+
+t.test('the CLI takes, lists, verifies and restores backups', async (t) => {
+  const backupDir = mkdtempSync(join(tmpdir(), 'usage-tracker-backups-'));
+  const restoreRoot = mkdtempSync(join(tmpdir(), 'usage-tracker-restore-'));
+  t.teardown(() => {
+    rmSync(backupDir, { recursive: true, force: true });
+    rmSync(restoreRoot, { recursive: true, force: true });
+  });
+  const node = await startTestNode(YAML, { USAGE_TRACKER_BACKUP_DIR: backupDir });
+  t.teardown(() => node.stop());
+  await ingest(node, records(0, 120, `c${process.pid}`));
+  const prefix = node.subjects.prefix;
+  const empty = await cli(['backup', 'list'], prefix);
+  t.match(empty.stdout, /no backups in .* yet/);
+  const created = await cli(['backup', 'create'], prefix);
+  t.equal(created.code, 0, created.stderr);
+  const id = /backup (\S+) \(full\)/.exec(created.stdout)?.[1];
+  t.ok(id, created.stdout);
+  t.match((await cli(['backup', 'list'], prefix)).stdout, new RegExp(`\\| ${id} \\| full`));
+  const verified = await cli(['backup', 'verify', id!], prefix);
+  t.match(verified.stdout, /good: \d+ objects re-read, test restore serves 120 records/);
+  const target = join(restoreRoot, 'data');
+  const restored = await cli(['backup', 'restore', id!, '--target', target], prefix);
+  t.equal(restored.code, 0, restored.stderr);
+  t.match(restored.stdout, /restored into .* \(120 records, every shard opened and checked\)/);
+  const bad = await cli(['backup', 'create', '--kind', 'weekly'], prefix);
+  t.equal(bad.code, 1);
+  t.match(bad.stderr, /E_VALIDATION: kind: must be full, incremental or differential/);
+  const noTarget = await cli(['backup', 'restore', id!], prefix);
+  t.equal(noTarget.code, 1);
+  t.match(noTarget.stderr, /required option '--target <dir>'/);
 });

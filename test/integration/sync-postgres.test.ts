@@ -5,12 +5,10 @@
 // schema of its own; an outage goes through a TCP proxy in front of the
 // real server, so other tests keep their database.
 
-import { execFile } from 'node:child_process';
-import { fileURLToPath } from 'node:url';
-import { promisify } from 'node:util';
 import t, { type Test } from 'tap';
 import pg from 'pg';
 import { createGenerator } from '../../src/demo/generate.js';
+import { cli } from '../helpers/cli.js';
 import { compareMirror, localRecords, mirroredRows } from '../helpers/mirror.js';
 import { startTcpProxy } from '../helpers/tcp-proxy.js';
 import { startTestNode, uniqueName, type TestNode } from '../helpers/node.js';
@@ -206,22 +204,6 @@ t.test('a node without backends has no sync actors and says so', async (t) => {
   const reply = await node.call('admin.sync.resync', { backend: 'postgres' });
   t.equal(reply.error?.code, 'E_NOT_FOUND');
 });
-
-const ROOT = fileURLToPath(new URL('../..', import.meta.url));
-const execFileAsync = promisify(execFile);
-
-/** Runs the CLI as a user does; resolves with its exit code and output. */
-async function cli(args: string[], prefix: string): Promise<{ code: number; stdout: string; stderr: string }> {
-  const env: NodeJS.ProcessEnv = {};
-  for (const [name, value] of Object.entries(process.env)) if (!name.startsWith('USAGE_TRACKER_')) env[name] = value;
-  try {
-    const { stdout, stderr } = await execFileAsync(process.execPath, ['--import', 'tsx', 'bin/usage-tracker.ts', ...args, '--prefix', prefix], { cwd: ROOT, env, timeout: 30_000 });
-    return { code: 0, stdout, stderr };
-  } catch (error) {
-    const failed = error as { code?: number; stdout?: string; stderr?: string };
-    return { code: failed.code ?? -1, stdout: failed.stdout ?? '', stderr: failed.stderr ?? '' };
-  }
-}
 
 t.test('the CLI shows sync status and runs a resync to the end', async (t) => {
   const schema = uniqueName('sync_d');

@@ -1,0 +1,23 @@
+// Runs the usage-tracker CLI as a user does (a child process, tsx, the
+// repository's bin), against a node on this run's subject prefix.
+
+import { execFile } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+
+const ROOT = fileURLToPath(new URL('../..', import.meta.url));
+const execFileAsync = promisify(execFile);
+
+/** Runs the CLI as a user does; resolves with its exit code and output. */
+export async function cli(args: string[], prefix: string): Promise<{ code: number; stdout: string; stderr: string }> {
+  const env: NodeJS.ProcessEnv = {};
+  for (const [name, value] of Object.entries(process.env)) if (!name.startsWith('USAGE_TRACKER_')) env[name] = value;
+  try {
+    const { stdout, stderr } = await execFileAsync(process.execPath, ['--import', 'tsx', 'bin/usage-tracker.ts', ...args, '--prefix', prefix], { cwd: ROOT, env, timeout: 30_000 });
+    return { code: 0, stdout, stderr };
+  } catch (error) {
+    const failed = error as { code?: number; stdout?: string; stderr?: string };
+    return { code: failed.code ?? -1, stdout: failed.stdout ?? '', stderr: failed.stderr ?? '' };
+  }
+}
+
