@@ -13,6 +13,17 @@ import { startTestNode, type TestNode } from '../helpers/node.js';
 
 const YAML = 'cluster:\n  shards: 2\nstorage:\n  memtable_records_max: 150\n';
 
+/** A backup target and a directory to restore into, removed at the end of the test. */
+function scratchDirs(t: { teardown(fn: () => void): void }): { backupDir: string; restoreRoot: string } {
+  const backupDir = mkdtempSync(join(tmpdir(), 'usage-tracker-backups-'));
+  const restoreRoot = mkdtempSync(join(tmpdir(), 'usage-tracker-restore-'));
+  t.teardown(() => {
+    rmSync(backupDir, { recursive: true, force: true });
+    rmSync(restoreRoot, { recursive: true, force: true });
+  });
+  return { backupDir, restoreRoot };
+}
+
 function records(from: number, count: number, prefix: string) {
   return Array.from({ length: count }, (_, i) => ({
     id: `${prefix}-${from + i}`,
@@ -43,12 +54,7 @@ async function allRecords(node: TestNode): Promise<Map<string, any>> {
 }
 
 t.test('full and incremental backups, verified and restored into a directory a new node serves', async (t) => {
-  const backupDir = mkdtempSync(join(tmpdir(), 'usage-tracker-backups-'));
-  const restoreRoot = mkdtempSync(join(tmpdir(), 'usage-tracker-restore-'));
-  t.teardown(() => {
-    rmSync(backupDir, { recursive: true, force: true });
-    rmSync(restoreRoot, { recursive: true, force: true });
-  });
+  const { backupDir, restoreRoot } = scratchDirs(t);
   const node = await startTestNode(YAML, { USAGE_TRACKER_BACKUP_DIR: backupDir });
   t.teardown(() => node.stop());
   const prefix = `b${process.pid}`;
@@ -102,12 +108,7 @@ t.test('full and incremental backups, verified and restored into a directory a n
 });
 
 t.test('a damaged or missing object is reported by verify, and restore refuses rather than restore partial data', async (t) => {
-  const backupDir = mkdtempSync(join(tmpdir(), 'usage-tracker-backups-'));
-  const restoreRoot = mkdtempSync(join(tmpdir(), 'usage-tracker-restore-'));
-  t.teardown(() => {
-    rmSync(backupDir, { recursive: true, force: true });
-    rmSync(restoreRoot, { recursive: true, force: true });
-  });
+  const { backupDir, restoreRoot } = scratchDirs(t);
   const node = await startTestNode(YAML, { USAGE_TRACKER_BACKUP_DIR: backupDir });
   t.teardown(() => node.stop());
   await ingest(node, records(0, 400, `d${process.pid}`));
@@ -159,12 +160,7 @@ t.test('backup commands refuse bad input clearly', async (t) => {
 });
 
 t.test('the CLI takes, lists, verifies and restores backups', async (t) => {
-  const backupDir = mkdtempSync(join(tmpdir(), 'usage-tracker-backups-'));
-  const restoreRoot = mkdtempSync(join(tmpdir(), 'usage-tracker-restore-'));
-  t.teardown(() => {
-    rmSync(backupDir, { recursive: true, force: true });
-    rmSync(restoreRoot, { recursive: true, force: true });
-  });
+  const { backupDir, restoreRoot } = scratchDirs(t);
   const node = await startTestNode(YAML, { USAGE_TRACKER_BACKUP_DIR: backupDir });
   t.teardown(() => node.stop());
   await ingest(node, records(0, 120, `c${process.pid}`));
