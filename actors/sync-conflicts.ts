@@ -51,18 +51,26 @@ export class ConflictResolver {
     return reply.record ?? undefined;
   }
 
-  /** Takes an edit's fields into local data as a new version; false when the local record moved on meanwhile. */
+  /**
+   * Takes an edit's fields into local data as a new version, then writes
+   * that version over the row (which makes it usage-tracker's again): the
+   * change feed may already have offered the new version while the row was
+   * still marked, and skipped it. False when the local record moved on
+   * meanwhile.
+   */
   private async takeRemote(local: StoredRecord, patch: Partial<UsageRecord>): Promise<boolean> {
     try {
       await this.options.partition(local.shard).ask(
         { type: 'update', id: local.id, user_id: local.user_id, expected_version: local.version, patch },
         { timeoutMs: this.options.askTimeoutMs, caller: 'SyncActor (conflict)' },
       );
-      return true;
     } catch (error) {
       if (error instanceof ProtocolError && error.code === 'E_CONFLICT') return false;
       throw error;
     }
+    const fresh = await this.local(local.shard, local.id, local.user_id);
+    if (fresh) await this.sink.repair(local.shard, [fresh]);
+    return true;
   }
 
   /** Finds rows written outside usage-tracker and deals with each as the strategy says. */
@@ -102,7 +110,6 @@ export class ConflictResolver {
         break;
       case 'remote':
         if (!(await this.takeRemote(local!, resolution.patch))) return 'later';
-        await this.sink.clearOutsideEdit(edit.shard, edit.id);
         break;
       case 'park':
         await this.sink.recordConflict(edit.shard, edit.id, local, row, strategy, undefined);
@@ -136,8 +143,10 @@ export class ConflictResolver {
         const checked = this.validator.validatePatch(resolution.patch);
         if (!checked.ok) throw new ProtocolError('E_VALIDATION', `conflict ${conflictId}: the edit is not a valid record (${checked.error.message}); resolve it with take local`, { field: 'take' });
         if (!(await this.takeRemote(local, checked.value))) throw new ProtocolError('E_CONFLICT', `record ${conflict.id} changed meanwhile; look at the conflict again`);
+      } else {
+        // The edit already equals the local version: the row only needs to be usage-tracker's again.
+        await this.sink.repair(conflict.shard, [local]);
       }
-      await this.sink.clearOutsideEdit(conflict.shard, conflict.id);
     }
     await this.sink.markResolved(conflictId, `${take}: by an admin`);
     return (await this.sink.conflict(conflictId))!;

@@ -217,13 +217,6 @@ export class PostgresSink implements ConflictSink {
     }));
   }
 
-  async clearOutsideEdit(shard: number, id: string): Promise<void> {
-    await this.inTransaction(async (client) => {
-      await client.query(AS_SYNC);
-      await client.query('UPDATE usage_records SET edited_outside_at = NULL WHERE shard = $1 AND id = $2', [shard, id]);
-    });
-  }
-
   async recordConflict(shard: number, id: string, local: StoredRecord | undefined, row: Record<string, unknown>, strategy: string, resolution: string | undefined): Promise<number> {
     const inserted = await this.requirePool().query<{ conflict_id: string }>(
       `INSERT INTO sync_conflicts (shard, id, local_version, local_record, remote_record, strategy, resolved_at, resolution)

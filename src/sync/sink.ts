@@ -59,8 +59,6 @@ export interface ConflictRow {
 export interface ConflictSink extends VerifiableSink {
   /** Rows written outside usage-tracker that have no open conflict, oldest edit first, at most `limit`. */
   outsideEdits(limit: number): Promise<{ edit: OutsideEdit; row: Record<string, unknown> }[]>;
-  /** The row counts as usage-tracker's again (after its edit was taken into local data). */
-  clearOutsideEdit(shard: number, id: string): Promise<void>;
   /** Records a conflict: resolved now (`resolution`), or open for an admin (`resolution` undefined). */
   recordConflict(shard: number, id: string, local: StoredRecord | undefined, row: Record<string, unknown>, strategy: string, resolution: string | undefined): Promise<number>;
   conflicts(open: boolean, limit: number): Promise<ConflictRow[]>;
