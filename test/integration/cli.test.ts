@@ -193,8 +193,9 @@ t.test('a started node answers status over NATS', async (t) => {
     t.match(out[8], /^│   └── ingest-1 \[running, mailbox=0\]$/);
     t.match(out[9], /^├── sync \[running\b/);
     t.match(out[10], /^├── maintenance \[running\b/);
-    t.match(out[11], /^└── api \[running\b/);
-    t.equal(out.length, 12);
+    t.match(out[11], /^│   └── backup \[running, mailbox=0\]$/);
+    t.match(out[12], /^└── api \[running\b/);
+    t.equal(out.length, 13);
   });
 
   await t.test('status --json parses, ok true, children in start order', async (t) => {
@@ -269,7 +270,7 @@ t.test('SIGTERM stops a started node in order and it exits 0', async (t) => {
     .map((entry) => entry.child);
   t.same(
     stopped,
-    ['api', 'maintenance', 'sync', 'ingest/ingest-1', 'ingest/ingest-0', 'ingest', 'shards/partition-1', 'shards/partition-0', 'shards'].map((child) => `${id}/${child}`),
+    ['api', 'maintenance/backup', 'maintenance', 'sync', 'ingest/ingest-1', 'ingest/ingest-0', 'ingest', 'shards/partition-1', 'shards/partition-0', 'shards'].map((child) => `${id}/${child}`),
     'the log shows the children stopped in reverse start order',
   );
 
