@@ -7,11 +7,10 @@
 
 import { createHash } from 'node:crypto';
 import type pg from 'pg';
+import { pendingMigrations, type MigrationEntry } from '../migration/registry.js';
 
-export interface SqlMigration {
-  /** Ordered, unique, never reused: `0001_usage_records`. */
-  id: string;
-  description: string;
+/** A migration of the PostgreSQL mirror: an entry of the migration registry with its SQL. */
+export interface SqlMigration extends MigrationEntry {
   up: string;
   down: string;
 }
@@ -20,6 +19,9 @@ export const POSTGRES_MIGRATIONS: readonly SqlMigration[] = [
   {
     id: '0001_usage_records',
     description: 'usage_records (latest version of each record), sync_checkpoints, sync_conflicts',
+    depends_on: [],
+    targets: ['postgres'],
+    strategy: 'online',
     up: `
 CREATE TABLE usage_records (
   shard          integer          NOT NULL,
@@ -76,6 +78,9 @@ DROP TABLE usage_records;
   {
     id: '0002_outside_edits',
     description: 'version vector, updated_at and the synced snapshot per row; a trigger that marks rows written outside usage-tracker',
+    depends_on: ['0001_usage_records'],
+    targets: ['postgres'],
+    strategy: 'online',
     up: `
 ALTER TABLE usage_records
   ADD COLUMN updated_at        timestamptz,
@@ -144,8 +149,7 @@ export async function migratePostgres(client: pg.ClientBase, schema: string, mig
       }
     }
     const done = new Set(rows.map((row) => row.id));
-    for (const migration of [...migrations].sort((a, b) => a.id.localeCompare(b.id))) {
-      if (done.has(migration.id)) continue;
+    for (const migration of pendingMigrations(migrations, done)) {
       await client.query(migration.up);
       await client.query('INSERT INTO schema_migrations (id, checksum, description) VALUES ($1, $2, $3)', [migration.id, checksumOf(migration.up), migration.description]);
       applied.push(migration.id);

@@ -53,7 +53,7 @@ t.test('a changed or unknown migration stops with a clear error and changes noth
 t.test('a failing migration rolls back whole: no half-applied schema', async (t) => {
   const schema = uniqueName('mig');
   t.teardown(() => pool.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`));
-  const broken = [...POSTGRES_MIGRATIONS, { id: '0099_broken', description: 'fails', up: 'CREATE TABLE usage_records (x int);', down: '' }];
+  const broken = [...POSTGRES_MIGRATIONS, { id: '0099_broken', description: 'fails', depends_on: ['0002_outside_edits'], targets: ['postgres' as const], strategy: 'online' as const, up: 'CREATE TABLE usage_records (x int);', down: '' }];
   await t.rejects(withClient((client) => migratePostgres(client, schema, broken)), /already exists/);
   const exists = (await pool.query(`SELECT count(*) AS n FROM information_schema.tables WHERE table_schema = $1`, [schema])).rows[0].n;
   t.equal(Number(exists), 0, 'no table of any migration is left behind');
