@@ -25,6 +25,8 @@ export interface EndpointDependencies {
   patterns: PatternApi;
   /** The BackupActor. */
   backup: BackupApi;
+  /** The MigrationActor: where each target stands. */
+  migration: { status(): Promise<Record<string, unknown>>; plan(): Promise<Record<string, unknown>> };
 }
 
 export interface BackupApi {
@@ -119,6 +121,14 @@ export function endpointHandlers(deps: EndpointDependencies): EndpointHandlers {
     async 'admin.backup.restore'(body) {
       const request = check(schemas.backupRestore, body);
       return { ok: true, ...(await deps.backup.restore(request.backup_id, request.target_dir)) };
+    },
+    async 'admin.migration.status'(body) {
+      check(schemas.adminStatus, body);
+      return { ok: true, ...(await deps.migration.status()) };
+    },
+    async 'admin.migration.plan'(body) {
+      check(schemas.adminStatus, body);
+      return { ok: true, ...(await deps.migration.plan()) };
     },
     async 'admin.sync.verify'(body) {
       const request = check(schemas.syncVerify, body);

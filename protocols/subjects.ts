@@ -39,6 +39,8 @@ export const ENDPOINTS = {
   'admin.backup.list': 'admin.backup.list',
   'admin.backup.verify': 'admin.backup.verify',
   'admin.backup.restore': 'admin.backup.restore',
+  'admin.migration.status': 'admin.migration.status',
+  'admin.migration.plan': 'admin.migration.plan',
 } as const;
 
 export type EndpointName = keyof typeof ENDPOINTS;

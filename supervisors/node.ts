@@ -21,6 +21,7 @@ import { Gateway, type EndpointReply } from '../actors/gateway.js';
 import { ingestBehavior, type IngestMessage } from '../actors/ingest.js';
 import { partitionBehavior, type PartitionMessage, type PartitionReply } from '../actors/partition.js';
 import { backupBehavior, type BackupMessage } from '../actors/backup.js';
+import { migrationBehavior, type MigrationMessage } from '../actors/migration.js';
 import { PatternApi } from '../actors/pattern-api.js';
 import type { BackupKind } from '../src/backup/store.js';
 import { StorageApi } from '../actors/storage-api.js';
@@ -224,6 +225,26 @@ export async function startNode(config: Config, options: NodeOptions = {}): Prom
     verify: (backupId: string) => backupAsk({ type: 'verify', backup_id: backupId }),
     restore: (backupId: string, targetDir: string) => backupAsk({ type: 'restore', backup_id: backupId, target_dir: resolve(targetDir) }),
   };
+  const migrationChild = actorChild<MigrationMessage, unknown>({
+    id: 'migration',
+    mailboxCapacity: 64,
+    shutdownMs: config.supervision.shutdown_ms,
+    behavior: (ctx) =>
+      migrationBehavior(
+        {
+          fs,
+          dataDir,
+          postgres: config.backends.postgres ? { url: config.backends.postgres.url, schema: config.backends.postgres.schema } : undefined,
+          connectTimeoutMs: 5000,
+        },
+        ctx,
+      ),
+  });
+  const migrationRef = system.ref<MigrationMessage, Record<string, unknown>>(`${config.node.id}/maintenance/migration`);
+  const migration = {
+    status: () => migrationRef.ask({ type: 'status' }, { timeoutMs: config.limits.query_timeout_ms, caller: 'admin.migration.status' }),
+    plan: () => migrationRef.ask({ type: 'plan' }, { timeoutMs: config.limits.query_timeout_ms, caller: 'admin.migration.plan' }),
+  };
   const patterns = new PatternApi({
     storage,
     search: chroma ? new ChromaSearch({ url: chroma.url, collectionPrefix: chroma.collection_prefix, requestTimeoutMs: config.limits.query_timeout_ms }) : undefined,
@@ -242,6 +263,7 @@ export async function startNode(config: Config, options: NodeOptions = {}): Prom
         sync: sync.api,
         patterns,
         backup,
+        migration,
       });
       const actor = new ApiActor({
         gateway: new Gateway(handlers, limitsOf(config), ctx.log),
@@ -265,7 +287,7 @@ export async function startNode(config: Config, options: NodeOptions = {}): Prom
       supervisorChild('shards', partitions, flags),
       supervisorChild('ingest', ingestPool, flags),
       supervisorChild('sync', sync.children, flags),
-      supervisorChild('maintenance', [backupChild], flags),
+      supervisorChild('maintenance', [backupChild, migrationChild], flags),
       api,
     ],
     onExit: (reason: ExitReason) => {

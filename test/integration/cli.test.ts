@@ -193,9 +193,10 @@ t.test('a started node answers status over NATS', async (t) => {
     t.match(out[8], /^│   └── ingest-1 \[running, mailbox=0\]$/);
     t.match(out[9], /^├── sync \[running\b/);
     t.match(out[10], /^├── maintenance \[running\b/);
-    t.match(out[11], /^│   └── backup \[running, mailbox=0\]$/);
-    t.match(out[12], /^└── api \[running\b/);
-    t.equal(out.length, 13);
+    t.match(out[11], /^│   ├── backup \[running, mailbox=0\]$/);
+    t.match(out[12], /^│   └── migration \[running, mailbox=0\]$/);
+    t.match(out[13], /^└── api \[running\b/);
+    t.equal(out.length, 14);
   });
 
   await t.test('status --json parses, ok true, children in start order', async (t) => {
@@ -270,7 +271,7 @@ t.test('SIGTERM stops a started node in order and it exits 0', async (t) => {
     .map((entry) => entry.child);
   t.same(
     stopped,
-    ['api', 'maintenance/backup', 'maintenance', 'sync', 'ingest/ingest-1', 'ingest/ingest-0', 'ingest', 'shards/partition-1', 'shards/partition-0', 'shards'].map((child) => `${id}/${child}`),
+    ['api', 'maintenance/migration', 'maintenance/backup', 'maintenance', 'sync', 'ingest/ingest-1', 'ingest/ingest-0', 'ingest', 'shards/partition-1', 'shards/partition-0', 'shards'].map((child) => `${id}/${child}`),
     'the log shows the children stopped in reverse start order',
   );
 

@@ -1,0 +1,53 @@
+// admin.migration.status and admin.migration.plan: where the storage format
+// and the PostgreSQL mirror's schema stand against the registry, read from
+// a real server; an unreachable server or no mirror is said plainly.
+
+import t from 'tap';
+import pg from 'pg';
+import { startTestNode, uniqueName } from '../helpers/node.js';
+
+const POSTGRES_URL = process.env.USAGE_TRACKER_TEST_POSTGRES_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
+
+t.test('status and plan follow the mirror schema as it is migrated', async (t) => {
+  const schema = uniqueName('migstat');
+  const admin = new pg.Pool({ connectionString: POSTGRES_URL, max: 1 });
+  t.teardown(async () => {
+    await admin.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
+    await admin.end();
+  });
+  const node = await startTestNode(`cluster:\n  shards: 2\nbackends:\n  postgres:\n    url: ${POSTGRES_URL}\n    schema: ${schema}\n`);
+  t.teardown(() => node.stop());
+  const deadline = Date.now() + 20_000;
+  let status: any;
+  do {
+    status = await node.call('admin.migration.status', {});
+    if (status.postgres?.pending?.length === 0) break;
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  } while (Date.now() < deadline);
+  t.equal(status.ok, true);
+  t.same(status.postgres, { state: 'reachable', schema, applied: ['0001_usage_records', '0002_outside_edits'], pending: [] }, 'the mirror applied its migrations when it connected');
+  t.same(status.storage, { format_version: 1, current: 1, pending: [] });
+  t.same(status.registry.map((m: any) => [m.id, m.depends_on, m.targets, m.strategy]), [
+    ['0001_usage_records', [], ['postgres'], 'online'],
+    ['0002_outside_edits', ['0001_usage_records'], ['postgres'], 'online'],
+  ]);
+  await admin.query(`DELETE FROM "${schema}".schema_migrations WHERE id = '0002_outside_edits'`);
+  const plan = await node.call('admin.migration.plan', {});
+  t.same(plan.steps.map((step: any) => step.id), ['0002_outside_edits'], 'a migration not recorded is planned');
+  const bad = await node.call('admin.migration.plan', { dry_run: true });
+  t.equal(bad.error?.code, 'E_VALIDATION');
+});
+
+t.test('no mirror, or an unreachable one, is said plainly', async (t) => {
+  const none = await startTestNode('cluster:\n  shards: 1\n');
+  t.teardown(() => none.stop());
+  const status = await none.call('admin.migration.status', {});
+  t.same(status.postgres, { state: 'off' });
+  t.same((await none.call('admin.migration.plan', {})).steps, []);
+
+  const away = await startTestNode('cluster:\n  shards: 1\nbackends:\n  postgres:\n    url: postgres://postgres@127.0.0.1:1/postgres\n');
+  t.teardown(() => away.stop());
+  const unreachable = await away.call('admin.migration.status', {});
+  t.equal(unreachable.postgres.state, 'unreachable');
+  t.match(unreachable.postgres.error, /ECONNREFUSED|connect/);
+});
