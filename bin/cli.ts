@@ -11,7 +11,7 @@ import { ingestFile, printSummary, type IngestOptions } from './commands/ingest.
 import { start, status } from './commands/node.js';
 import { runQuery } from './commands/query.js';
 import { backupCreate, backupList, backupRestore, backupVerify } from './commands/backup.js';
-import { resync, syncStatus, verify } from './commands/sync.js';
+import { conflicts, resolveConflict, resync, syncStatus, verify } from './commands/sync.js';
 
 function connectionOptions(command: Command, what: string): Command {
   return command
@@ -99,6 +99,20 @@ function program(): Command {
     .addOption(new Option('--timeout <ms>', 'how long to wait for each shard').default('600000'))
     .action(async (backend: string, options) => {
       process.stdout.write(await verify(backend, options));
+    });
+  connectionOptions(sync.command('conflicts').argument('<backend>', 'postgres').description('rows written outside usage-tracker: the open conflicts (--all: every decision)'), 'ask')
+    .option('--all', 'every recorded conflict, resolved ones too')
+    .addOption(new Option('--limit <n>', 'most conflicts listed (1-1000)').default('100'))
+    .addOption(new Option('--timeout <ms>', 'how long to wait for the answer').default('10000'))
+    .option('--json', 'print the conflicts as JSON')
+    .action(async (backend: string, options) => {
+      process.stdout.write(await conflicts(backend, options));
+    });
+  connectionOptions(sync.command('resolve').argument('<backend>', 'postgres').argument('<conflict-id>').description('settle a parked conflict'), 'ask')
+    .requiredOption('--take <side>', 'local (write the local version over the row) or remote (take the edit into local data)')
+    .addOption(new Option('--timeout <ms>', 'how long to wait for the answer').default('10000'))
+    .action(async (backend: string, conflictId: string, options) => {
+      process.stdout.write(await resolveConflict(backend, conflictId, options));
     });
   const backup = cli.command('backup').description("backups of a running node's data directory (into backup.target_dir)");
   const backupOptions = (command: Command) =>

@@ -165,3 +165,50 @@ export async function verify(backend: string, options: VerifyOptions): Promise<s
     return `${verdict}\n\n${table}\n`;
   });
 }
+
+export interface ConflictsOptions extends ConnectionOptions {
+  all?: boolean;
+  limit: string;
+  timeout: string;
+  json?: boolean;
+}
+
+interface ConflictRow {
+  conflict_id: number;
+  shard: number;
+  id: string;
+  local_version: number;
+  strategy: string;
+  detected_at: string;
+  resolved_at: string | null;
+  resolution: string | null;
+}
+
+/** Rows written outside usage-tracker: the open conflicts, or with --all every recorded decision. */
+export async function conflicts(backend: string, options: ConflictsOptions): Promise<string> {
+  const timeoutMs = parseTimeout(options.timeout);
+  const limit = Number(options.limit);
+  if (!Number.isInteger(limit) || limit < 1 || limit > 1000) throw new CliError(`--limit must be a whole number from 1 to 1000, got ${options.limit}`);
+  const reply = await withClient(options, timeoutMs, (client) =>
+    client.expect<{ conflicts: ConflictRow[] }>('admin.sync.conflicts', { backend, open: !options.all, limit }, timeoutMs),
+  );
+  if (options.json) return `${JSON.stringify(reply.conflicts, null, 2)}\n`;
+  if (reply.conflicts.length === 0) return options.all ? `${backend}: no conflict recorded\n` : `${backend}: no open conflict\n`;
+  const table = renderTable(
+    ['conflict', 'shard', 'record', 'local version', 'strategy', 'detected', 'resolution'],
+    reply.conflicts.map((row) => [String(row.conflict_id), String(row.shard), row.id, String(row.local_version), row.strategy, row.detected_at, row.resolution ?? 'open']),
+    ['right', 'right', 'left', 'right', 'left', 'left', 'left'],
+  );
+  return `${table}\n`;
+}
+
+/** Settles a parked conflict: keep the local version, or take the row's edit into local data. */
+export async function resolveConflict(backend: string, conflictId: string, options: ConnectionOptions & { take: string; timeout: string }): Promise<string> {
+  const timeoutMs = parseTimeout(options.timeout);
+  const id = Number(conflictId);
+  if (!Number.isInteger(id) || id < 1) throw new CliError(`the conflict id must be a whole number, got ${conflictId}`);
+  const reply = await withClient(options, timeoutMs, (client) =>
+    client.expect<{ conflict: ConflictRow }>('admin.sync.resolve', { backend, conflict_id: id, take: options.take }, timeoutMs),
+  );
+  return `conflict ${id} on ${reply.conflict.id}: ${reply.conflict.resolution}\n`;
+}

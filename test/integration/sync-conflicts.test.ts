@@ -6,6 +6,7 @@
 
 import t from 'tap';
 import pg from 'pg';
+import { cli } from '../helpers/cli.js';
 import { startTestNode, uniqueName, type TestNode } from '../helpers/node.js';
 
 const POSTGRES_URL = process.env.USAGE_TRACKER_TEST_POSTGRES_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
@@ -146,10 +147,17 @@ t.test('manual: conflicts are parked, listed, and resolved by an admin either wa
   t.ok(listed.every((c) => c.strategy === 'manual' && c.resolved_at === null && c.remote_record.output_tokens === 1234));
   t.equal((await localOf(node, keep)).output_tokens, keep.output_tokens, 'nothing changes until an admin decides');
   const byId = new Map(listed.map((c) => [c.id, c.conflict_id]));
+  const prefix = node.subjects.prefix;
+  const shown = await cli(['sync', 'conflicts', 'postgres'], prefix);
+  t.equal(shown.code, 0, shown.stderr);
+  t.match(shown.stdout, new RegExp(`\\| +${byId.get(keep.id)} \\| .* \\| ${keep.id} \\| .* \\| manual .* \\| open +\\|`));
+  const badTake = await cli(['sync', 'resolve', 'postgres', String(byId.get(keep.id)), '--take', 'both'], prefix);
+  t.equal(badTake.code, 1);
+  t.match(badTake.stderr, /E_VALIDATION: take: must be 'local' or 'remote'/);
 
-  const kept = await node.call('admin.sync.resolve', { backend: 'postgres', conflict_id: byId.get(keep.id), take: 'local' });
-  t.equal(kept.ok, true);
-  t.match(kept.conflict.resolution, /^local: by an admin/);
+  const kept = await cli(['sync', 'resolve', 'postgres', String(byId.get(keep.id)), '--take', 'local'], prefix);
+  t.equal(kept.code, 0, kept.stderr);
+  t.match(kept.stdout, new RegExp(`conflict ${byId.get(keep.id)} on ${keep.id}: local: by an admin`));
   t.equal(Number((await row(schema, keep.id)).output_tokens), keep.output_tokens, 'take local: the row is written back');
 
   const taken = await node.call('admin.sync.resolve', { backend: 'postgres', conflict_id: byId.get(take.id), take: 'remote' });
@@ -158,6 +166,8 @@ t.test('manual: conflicts are parked, listed, and resolved by an admin either wa
   await until(async () => (await row(schema, take.id)).version === 2, 'and the mirror gets the new version');
   t.same((await node.call('admin.sync.conflicts', { backend: 'postgres' })).conflicts, [], 'nothing is open any more');
   t.equal((await node.call('admin.sync.conflicts', { backend: 'postgres', open: false })).conflicts.length, 2, 'both stay on record');
+  t.match((await cli(['sync', 'conflicts', 'postgres'], prefix)).stdout, /^postgres: no open conflict/);
+  t.match((await cli(['sync', 'conflicts', 'postgres', '--all'], prefix)).stdout, /remote: by an admin/);
 
   const again = await node.call('admin.sync.resolve', { backend: 'postgres', conflict_id: byId.get(take.id), take: 'local' });
   t.equal(again.error?.code, 'E_CONFLICT', 'a resolved conflict cannot be resolved again');
