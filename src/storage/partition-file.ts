@@ -10,6 +10,7 @@ import { gunzip as gunzipCallback, gzip as gzipCallback } from 'node:zlib';
 import type { StoredRecord } from '../../protocols/record.js';
 import type { FileSystem } from '../ports/fs.js';
 import { writeFileAtomic } from './atomic.js';
+import { withStandIns } from './record-codec.js';
 
 const gzip = promisify(gzipCallback);
 const gunzip = promisify(gunzipCallback);
@@ -84,13 +85,8 @@ export async function readPartition(fs: FileSystem, dir: string, entry: Partitio
   if (lines.length !== entry.records) throw new PartitionCorrupt(`${entry.name}: ${lines.length} records, manifest says ${entry.records}`);
   try {
     const records = lines.map((line) => JSON.parse(line) as StoredRecord);
-    // Files sealed before records carried `seq`: the file's highest seq stands in for each.
-    for (const record of records) {
-      record.seq ??= entry.max_seq;
-      // Sealed before versions carried their time and vector.
-      record.updated_at ??= record.ingested_at;
-      record.vv ??= {};
-    }
+    // Files sealed before records carried seq: the file's highest stands in for each.
+    for (const record of records) withStandIns(record, entry.max_seq);
     return records;
   } catch (error) {
     throw new PartitionCorrupt(`${entry.name}: a line is not valid JSON`, { cause: error });

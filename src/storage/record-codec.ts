@@ -178,27 +178,6 @@ export function encodeEntryInto(start: number, seq: number, record: StoredRecord
   return { buffer: scratch, end: offset };
 }
 
-const sharedVectors = new Map<string, Map<number, Readonly<Record<string, number>>>>();
-const SHARED_VECTORS_MAX = 4096;
-let sharedVectorCount = 0;
-
-/** The one frozen `{node: count}` for a node and count (records never change a vector in place: an update copies it). */
-function sharedVector(node: string, count: number): Record<string, number> {
-  let byCount = sharedVectors.get(node);
-  if (!byCount) {
-    if (sharedVectorCount >= SHARED_VECTORS_MAX) return { [node]: count };
-    sharedVectors.set(node, (byCount = new Map()));
-  }
-  let vector = byCount.get(count);
-  if (!vector) {
-    if (sharedVectorCount >= SHARED_VECTORS_MAX) return { [node]: count };
-    vector = Object.freeze({ [node]: count });
-    byCount.set(count, vector);
-    sharedVectorCount++;
-  }
-  return vector as Record<string, number>;
-}
-
 /** Short ASCII strings are built from this reused array of char codes, without a native call. */
 const UNITS_MAX = 48;
 const unitsOfLength: number[][] = Array.from({ length: UNITS_MAX + 1 }, (_, length) => new Array<number>(length).fill(0));
@@ -243,11 +222,6 @@ class Reader {
 
   vector(): Record<string, number> {
     const count = this.bytes[this.take(1)]!;
-    if (count === 1) {
-      // Nearly every record has a vector of one node: those are shared (frozen), not one object each.
-      const node = this.string();
-      return sharedVector(node, this.number());
-    }
     const vector: Record<string, number> = {};
     for (let i = 0; i < count; i++) {
       const node = this.string();
@@ -261,6 +235,19 @@ class Reader {
     const at = this.take(length);
     return packr.unpack(this.bytes.subarray(at, at + length));
   }
+}
+
+/**
+ * Fills the server fields a record stored by an earlier build lacks: `seq`
+ * (the WAL entry's, or a sealed file's highest), `updated_at` (its
+ * `ingested_at`) and `vv` (an empty vector). Every reader of stored records
+ * calls it, so the rest of the code can rely on them.
+ */
+export function withStandIns(record: Partial<StoredRecord>, seq: number): StoredRecord {
+  record.seq ??= seq;
+  record.updated_at ??= record.ingested_at!;
+  record.vv ??= {};
+  return record as StoredRecord;
 }
 
 /**
@@ -292,10 +279,7 @@ export function decodeEntry(bytes: Uint8Array, start = 0, end = bytes.length, vi
     if (extra === null || typeof extra !== 'object' || Array.isArray(extra)) throw new RangeError('extra fields are not a map');
     for (const [name, value] of Object.entries(extra)) if (!KNOWN.has(name) || !(name in record)) record[name] = value;
   }
-  record.seq ??= seq;
-  // Logged before versions carried their time and vector (layout 1).
-  record.updated_at ??= record.ingested_at;
-  record.vv ??= {};
+  withStandIns(record as Partial<StoredRecord>, seq);
   if (reader.offset !== end) throw new RangeError(`${end - reader.offset} bytes after the entry`);
   if (!Number.isSafeInteger(seq) || seq < 1) throw new RangeError(`bad sequence ${seq}`);
   return { seq, op: 'put', record: record as unknown as StoredRecord };

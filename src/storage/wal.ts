@@ -16,7 +16,7 @@ import { crc32 } from 'node:zlib';
 import { Packr } from 'msgpackr';
 import type { StoredRecord } from '../../protocols/record.js';
 import type { FileHandlePort, FileSystem } from '../ports/fs.js';
-import { decodeEntry, encodeEntryInto, isBinaryEntryTag } from './record-codec.js';
+import { decodeEntry, encodeEntryInto, isBinaryEntryTag, withStandIns } from './record-codec.js';
 
 export const FRAME_HEADER_BYTES = 8;
 /** A frame larger than this is never written, so reading one means damage. */
@@ -70,11 +70,7 @@ function decodePayload(bytes: Uint8Array, view: DataView, start: number, end: nu
   if (isBinaryEntryTag(bytes[start])) return decodeEntry(bytes, start, end, view);
   const entry = packr.unpack(bytes.subarray(start, end)) as WalEntry;
   // Records logged before they carried `seq` get their entry's.
-  if (entry?.record && typeof entry.record === 'object' && typeof entry.seq === 'number') {
-    entry.record.seq ??= entry.seq;
-    entry.record.updated_at ??= entry.record.ingested_at;
-    entry.record.vv ??= {};
-  }
+  if (entry?.record && typeof entry.record === 'object' && typeof entry.seq === 'number') withStandIns(entry.record, entry.seq);
   return entry;
 }
 
