@@ -5,7 +5,7 @@
 import { ProtocolError } from '../protocols/errors.js';
 import type { ProtocolLimits } from '../protocols/limits.js';
 import { recordValidator } from '../protocols/record.js';
-import { requestSchemas, validateRequest, type SyncBackend } from '../protocols/requests.js';
+import { requestSchemas, validateRequest, type BackupKind, type SyncBackend } from '../protocols/requests.js';
 import type { EndpointHandlers, EndpointReply } from './gateway.js';
 import type { PatternApi } from './pattern-api.js';
 import type { StorageApi } from './storage-api.js';
@@ -30,7 +30,7 @@ export interface EndpointDependencies {
 }
 
 export interface BackupApi {
-  create(kind: 'full' | 'incremental' | 'differential'): Promise<Record<string, unknown>>;
+  create(kind: BackupKind): Promise<Record<string, unknown>>;
   list(): Promise<Record<string, unknown>>;
   verify(backupId: string): Promise<Record<string, unknown>>;
   restore(backupId: string, targetDir: string): Promise<Record<string, unknown>>;

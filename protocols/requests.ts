@@ -63,7 +63,7 @@ export interface RequestSchemas {
   syncVerify: z.ZodType<SyncVerifyRequest>;
   querySimilar: z.ZodType<SimilarQuery>;
   syncConflicts: z.ZodType<SyncConflictsRequest>;
-  backupCreate: z.ZodType<{ kind: 'full' | 'incremental' | 'differential' }>;
+  backupCreate: z.ZodType<{ kind: BackupKind }>;
   backupList: z.ZodType<Record<string, never>>;
   backupVerify: z.ZodType<{ backup_id: string }>;
   backupRestore: z.ZodType<{ backup_id: string; target_dir: string }>;
@@ -105,6 +105,10 @@ export interface AnomaliesQuery {
 }
 
 export const SYNC_BACKENDS = ['postgres', 'chroma'] as const;
+export const BACKUP_KINDS = ['full', 'incremental', 'differential'] as const;
+export type BackupKind = (typeof BACKUP_KINDS)[number];
+/** A backup's id: its UTC time to the millisecond and its kind, so ids sort in time order. */
+export const BACKUP_ID = /^\d{8}T\d{9}Z-(full|incremental|differential)$/;
 export type SyncBackend = (typeof SYNC_BACKENDS)[number];
 export interface SyncStatusRequest {
   backend?: SyncBackend;
@@ -163,7 +167,7 @@ export function requestSchemas(limits: ProtocolLimits = DEFAULT_LIMITS, now: () 
     to: timestampSchema(now).optional(),
   };
   const backend = z.enum(SYNC_BACKENDS, { error: `must be one of ${SYNC_BACKENDS.join(', ')}` });
-  const backupId = z.string().regex(/^\d{8}T\d{9}Z-(full|incremental|differential)$/, 'must be a backup id such as 20261126T143000123Z-full');
+  const backupId = z.string().regex(BACKUP_ID, 'must be a backup id such as 20261126T143000123Z-full');
   /** A key of the protocol that this release does not serve yet: refused with a clear reason, never ignored. */
   const notYet = (what: string) => z.undefined({ error: `${what} is not available in this release; restore a whole backup instead` }).optional();
   const shardList = z.array(z.number().int('must be a whole number').min(0, 'must not be negative').max(65_535)).min(1).max(4096).optional();
@@ -241,7 +245,7 @@ export function requestSchemas(limits: ProtocolLimits = DEFAULT_LIMITS, now: () 
       })
       .strict()
       .refine(fromBeforeTo, { message: 'from must not be after to', path: ['from'] }) as z.ZodType<AnomaliesQuery>,
-    backupCreate: z.object({ kind: z.enum(['full', 'incremental', 'differential'], { error: 'must be full, incremental or differential' }).default('full') }).strict(),
+    backupCreate: z.object({ kind: z.enum(BACKUP_KINDS, { error: 'must be full, incremental or differential' }).default('full') }).strict(),
     backupList: z.object({}).strict() as z.ZodType<Record<string, never>>,
     backupVerify: z.object({ backup_id: backupId }).strict(),
     backupRestore: z

@@ -11,11 +11,12 @@
 
 import { createHash } from 'node:crypto';
 import { join } from 'node:path';
+import { BACKUP_ID, type BackupKind } from '../../protocols/requests.js';
+
+export type { BackupKind };
 import type { FileSystem } from '../ports/fs.js';
 import { writeFileAtomic } from '../storage/atomic.js';
 
-export const BACKUP_KINDS = ['full', 'incremental', 'differential'] as const;
-export type BackupKind = (typeof BACKUP_KINDS)[number];
 
 export interface ObjectRef {
   name: string;
@@ -51,7 +52,6 @@ export class BackupError extends Error {
 
 export const sha256Of = (bytes: Uint8Array) => createHash('sha256').update(bytes).digest('hex');
 
-const BACKUP_ID = /^\d{8}T\d{6}\d{3}Z-(full|incremental|differential)$/;
 
 export class BackupStore {
   constructor(

@@ -5,6 +5,7 @@
 import { z } from 'zod';
 import { DEFAULT_LIMITS } from '../../protocols/limits.js';
 import { isValidNodeId, isValidSubjectPrefix } from '../../protocols/subjects.js';
+import { CONFLICT_STRATEGIES, SOURCES } from '../sync/conflicts.js';
 
 const positiveInt = (max: number) => z.number().int('must be a whole number').min(1, 'must be at least 1').max(max, `must be at most ${max}`);
 const nonNegativeInt = (max: number) => z.number().int('must be a whole number').min(0, 'must not be negative').max(max, `must be at most ${max}`);
@@ -82,10 +83,10 @@ export const configSchema = z
             retry_max_ms: positiveInt(600_000).default(30_000),
             statement_timeout_ms: positiveInt(3_600_000).default(60_000),
             conflict_strategy: z
-              .enum(['latest_wins', 'merge', 'manual', 'source_priority'], { error: 'must be latest_wins, merge, manual or source_priority' })
+              .enum(CONFLICT_STRATEGIES, { error: 'must be latest_wins, merge, manual or source_priority' })
               .default('latest_wins'),
             source_priority: z
-              .array(z.enum(['local', 'mirror'], { error: "must be 'local' or 'mirror'" }))
+              .array(z.enum(SOURCES, { error: "must be 'local' or 'mirror'" }))
               .length(2, 'must list local and mirror, in order of priority')
               .refine((list) => new Set(list).size === 2, 'must list local and mirror once each')
               .default(['local', 'mirror']),
