@@ -1,5 +1,6 @@
-// Compares the PostgreSQL mirror with the local records: the same ids, and
-// for each the same version, seq and content, field by field.
+// Helpers of the mirror tests: wait until the mirrors caught up, read every
+// local record, and compare the PostgreSQL mirror with them (the same ids,
+// and for each the same version, seq and content, field by field).
 
 import type pg from 'pg';
 import type { Test } from 'tap';
@@ -58,4 +59,19 @@ export async function localRecords(node: TestNode): Promise<Map<string, any>> {
     cursor = page.next_cursor;
   } while (cursor);
   return out;
+}
+
+/**
+ * Waits until the node's `backends` mirrors all run in real time with no
+ * lag and no shard error; returns their statuses.
+ */
+export async function caughtUp(node: TestNode, backends = 1, timeoutMs = 60_000): Promise<any[]> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const reply = await node.call('admin.sync.status', {});
+    const all = reply.backends ?? [];
+    if (all.length === backends && all.every((b: any) => b.state === 'realtime' && b.shards.every((s: any) => s.lag_records === 0 && !s.error))) return all;
+    if (Date.now() > deadline) throw new Error(`sync not caught up: ${JSON.stringify(reply)}`);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
 }

@@ -9,6 +9,7 @@ import { existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'nod
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { cli } from '../helpers/cli.js';
+import { localRecords } from '../helpers/mirror.js';
 import { startTestNode, type TestNode } from '../helpers/node.js';
 
 const YAML = 'cluster:\n  shards: 2\nstorage:\n  memtable_records_max: 150\n';
@@ -40,17 +41,6 @@ function records(from: number, count: number, prefix: string) {
 async function ingest(node: TestNode, batch: ReturnType<typeof records>) {
   const reply = await node.call('ingest', { records: batch });
   return reply.results.filter((r: any) => r.status === 'stored').length;
-}
-
-async function allRecords(node: TestNode): Promise<Map<string, any>> {
-  const out = new Map<string, any>();
-  let cursor: string | undefined;
-  do {
-    const page = await node.call('query.records', { limit: 1000, ...(cursor ? { cursor } : {}) });
-    for (const record of page.records) out.set(record.id, record);
-    cursor = page.next_cursor;
-  } while (cursor);
-  return out;
 }
 
 t.test('full and incremental backups, verified and restored into a directory a new node serves', async (t) => {
@@ -89,10 +79,10 @@ t.test('full and incremental backups, verified and restored into a directory a n
   t.same([restored.ok, restored.records, restored.target_dir], [true, 800, target]);
   t.notOk(readdirSync(restoreRoot).some((name) => name.includes('.restoring-')), 'no staging directory is left behind');
 
-  const live = await allRecords(node);
+  const live = await localRecords(node);
   const revived = await startTestNode(YAML, {}, { dataDir: target, nodeId: node.node.config.node.id, keepData: true });
   t.teardown(() => revived.stop());
-  const back = await allRecords(revived);
+  const back = await localRecords(revived);
   t.equal(back.size, 800, 'the restored node serves every record of the backup');
   let differ = 0;
   const canonical = (value: unknown) => JSON.stringify(value, (_key, inner) => (inner && typeof inner === 'object' && !Array.isArray(inner) ? Object.fromEntries(Object.entries(inner).sort(([a], [b]) => a.localeCompare(b))) : inner));

@@ -4,6 +4,7 @@
 
 import t from 'tap';
 import { startChroma } from '../helpers/chroma.js';
+import { caughtUp } from '../helpers/mirror.js';
 import { startTestNode, uniqueName, type TestNode } from '../helpers/node.js';
 
 const HOUR_MS = 3_600_000;
@@ -94,13 +95,7 @@ t.test('similar: nearest calls by pattern through the Chroma mirror, with filter
   const alice = [...ordinary('alice', 60, prefix), ...outliers('alice', prefix)];
   const carol = ordinary('carol', 40, prefix).map((r) => ({ ...r, provider: 'google', model: 'gemini-2.5-pro' }));
   await node.call('ingest', { records: [...alice, ...carol] });
-  const deadline = Date.now() + 60_000;
-  for (;;) {
-    const status = (await node.call('admin.sync.status', { backend: 'chroma' })).backends[0];
-    if (status.state === 'realtime' && status.shards.every((s: any) => s.lag_records === 0)) break;
-    if (Date.now() > deadline) throw new Error(`Chroma mirror not caught up: ${JSON.stringify(status)}`);
-    await new Promise((resolve) => setTimeout(resolve, 100));
-  }
+  await caughtUp(node);
 
   const probe = alice[10]!;
   const like = await node.call('query.similar', { like: { id: probe.id, user_id: 'alice' }, limit: 5 });

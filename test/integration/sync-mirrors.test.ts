@@ -8,22 +8,11 @@ import { ChromaClient } from 'chromadb';
 import pg from 'pg';
 import { createGenerator } from '../../src/demo/generate.js';
 import { startChroma } from '../helpers/chroma.js';
-import { compareMirror, localRecords, mirroredRows } from '../helpers/mirror.js';
+import { caughtUp, compareMirror, localRecords, mirroredRows } from '../helpers/mirror.js';
 import { startTestNode, uniqueName, type TestNode } from '../helpers/node.js';
 
 const POSTGRES_URL = process.env.USAGE_TRACKER_TEST_POSTGRES_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
 const DAY_MS = 86_400_000;
-
-async function caughtUp(node: TestNode, backends: number, timeoutMs = 60_000): Promise<any[]> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const reply = await node.call('admin.sync.status', {});
-    const all = reply.backends ?? [];
-    if (all.length === backends && all.every((b: any) => b.state === 'realtime' && b.shards.every((s: any) => s.lag_records === 0 && !s.error))) return all;
-    if (Date.now() > deadline) throw new Error(`sync not caught up: ${JSON.stringify(reply)}`);
-    await new Promise((resolve) => setTimeout(resolve, 100));
-  }
-}
 
 /** Every item of a Chroma collection: id to metadata. */
 async function chromaItems(url: string, name: string): Promise<Map<string, Record<string, unknown>>> {

@@ -9,7 +9,7 @@ import t, { type Test } from 'tap';
 import pg from 'pg';
 import { createGenerator } from '../../src/demo/generate.js';
 import { cli } from '../helpers/cli.js';
-import { compareMirror, localRecords, mirroredRows } from '../helpers/mirror.js';
+import { caughtUp as allCaughtUp, compareMirror, localRecords, mirroredRows } from '../helpers/mirror.js';
 import { startTcpProxy } from '../helpers/tcp-proxy.js';
 import { startTestNode, uniqueName, type TestNode } from '../helpers/node.js';
 
@@ -27,19 +27,10 @@ async function dropSchema(schema: string) {
   await admin.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
 }
 
-/** Waits until every shard of every backend is caught up. */
-async function caughtUp(node: TestNode, timeoutMs = 30_000): Promise<Record<string, any>> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const reply = await node.call('admin.sync.status', {});
-    const backend = reply.backends?.[0];
-    if (backend && backend.state === 'realtime' && backend.shards.every((s: any) => s.lag_records === 0 && !s.error)) return backend;
-    if (Date.now() > deadline) throw new Error(`sync not caught up: ${JSON.stringify(reply)}`);
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
-}
-
 /** The mirror holds exactly the node's local records. */
+/** The one mirror of these tests, caught up: its status. */
+const caughtUp = async (node: TestNode) => (await allCaughtUp(node, 1, 30_000))[0];
+
 async function assertMirrorEqualsLocal(t: Test, node: TestNode, schema: string) {
   compareMirror(t, await localRecords(node), await mirroredRows(admin, schema));
 }
