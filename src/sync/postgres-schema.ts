@@ -1,7 +1,8 @@
-// The PostgreSQL mirror's schema, as versioned migrations applied in order
-// and recorded in `schema_migrations` (id, checksum, applied_at). Each
-// migration runs in its own transaction under an advisory lock, so several
-// nodes starting at once apply it exactly once. A migration already applied
+// The PostgreSQL mirror's schema, as versioned migrations (entries of the
+// migration registry) applied in dependency order and recorded in
+// `schema_migrations` (id, checksum, applied_at). All pending ones run in
+// one transaction under an advisory lock: several nodes starting at once
+// apply each exactly once, and a failing one leaves no part of any applied. A migration already applied
 // whose SQL has since changed is an error, never silently re-run: the
 // database and this release disagree about the schema.
 
