@@ -1,71 +1,74 @@
-// MigrationActor (issue 5, first part): reports where each migration
-// target stands and what is left to apply, from the registry
-// (src/migration/registry.ts). Read-only for now: `apply` and `rollback`
-// are not built, and the PostgreSQL mirror applies its own migrations when
-// it connects.
+// MigrationActor (issue 5): where each migration target stands (status),
+// what is left to apply (plan), and apply and rollback with dry runs,
+// progress, an automatic backup first and automatic rollback on failure
+// (src/migration/runner.ts). One run at a time: a second apply or rollback
+// while one runs is E_CONFLICT. Status answers during a run and shows its
+// stage and progress.
 
 import { ProtocolError } from '../protocols/errors.js';
 import { later, type ActorContext, type Behavior, type Later } from '../src/kernel/actor.js';
-import { orderMigrations, type MigrationEntry } from '../src/migration/registry.js';
+import type { AuditLog } from '../src/audit/audit-log.js';
+import { MIGRATIONS, type Migration } from '../src/migration/entries.js';
+import { MigrationRunner, type ShardAsk } from '../src/migration/runner.js';
 import type { FileSystem } from '../src/ports/fs.js';
-import { STORAGE_FORMAT_VERSION } from '../src/storage/manifest.js';
-import { POSTGRES_MIGRATIONS, quoteIdent } from '../src/sync/postgres-schema.js';
-import { join } from 'node:path';
-import pg from 'pg';
 
-export type MigrationMessage = { type: 'status' } | { type: 'plan' };
+export type MigrationMessage =
+  | { type: 'status' }
+  | { type: 'plan' }
+  | { type: 'apply'; dry_run: boolean; to?: string | undefined }
+  | { type: 'rollback'; dry_run: boolean; id?: string | undefined };
 
 export interface MigrationOptions {
   fs: FileSystem;
   dataDir: string;
+  shards: number;
   postgres: { url: string; schema: string } | undefined;
   connectTimeoutMs: number;
-}
-
-const summaryOf = (entry: MigrationEntry) => ({ id: entry.id, description: entry.description, depends_on: entry.depends_on, targets: entry.targets, strategy: entry.strategy });
-
-/** The ids applied in the mirror's schema, or why they cannot be read. */
-async function postgresApplied(options: NonNullable<MigrationOptions['postgres']>, connectTimeoutMs: number): Promise<{ applied: string[] } | { error: string }> {
-  const client = new pg.Client({ connectionString: options.url, connectionTimeoutMillis: connectTimeoutMs, application_name: 'usage-tracker migrations' });
-  try {
-    await client.connect();
-    const exists = (await client.query('SELECT to_regclass($1) AS name', [`${quoteIdent(options.schema)}.schema_migrations`])).rows[0]?.name;
-    if (!exists) return { applied: [] };
-    return { applied: (await client.query<{ id: string }>(`SELECT id FROM ${quoteIdent(options.schema)}.schema_migrations ORDER BY id`)).rows.map((row) => row.id) };
-  } catch (error) {
-    return { error: (error as Error).message };
-  } finally {
-    await client.end().catch(() => undefined);
-  }
+  /** Asks a shard's PartitionActor. */
+  shard: ShardAsk;
+  /** Takes the automatic full backup before a run. */
+  backup: () => Promise<{ backup_id: string }>;
+  audit: AuditLog;
+  /** The registry (default: this release's); tests give their own. */
+  registry?: readonly Migration[];
+  /** Pause after each rewritten file (the crash test's fixture only). */
+  fileDelayMs?: number;
 }
 
 export function migrationBehavior(options: MigrationOptions, ctx: ActorContext): Behavior<MigrationMessage, unknown> {
-  const ordered = orderMigrations(POSTGRES_MIGRATIONS);
-  const status = async () => {
-    const nodeJson = JSON.parse(new TextDecoder().decode(await options.fs.readFile(join(options.dataDir, 'node.json')))) as { format_version: number };
-    const storage = { format_version: nodeJson.format_version, current: STORAGE_FORMAT_VERSION, pending: nodeJson.format_version === STORAGE_FORMAT_VERSION ? [] : [`format ${nodeJson.format_version} → ${STORAGE_FORMAT_VERSION}`] };
-    if (!options.postgres) return { storage, postgres: { state: 'off' }, registry: ordered.map(summaryOf) };
-    const read = await postgresApplied(options.postgres, options.connectTimeoutMs);
-    const postgres =
-      'error' in read
-        ? { state: 'unreachable', error: read.error }
-        : { state: 'reachable', schema: options.postgres.schema, applied: read.applied, pending: ordered.filter((entry) => !read.applied.includes(entry.id)).map((entry) => entry.id) };
-    return { storage, postgres, registry: ordered.map(summaryOf) };
-  };
+  const runner = new MigrationRunner({
+    fs: options.fs,
+    dataDir: options.dataDir,
+    shards: options.shards,
+    registry: options.registry ?? MIGRATIONS,
+    shard: options.shard,
+    postgres: options.postgres,
+    connectTimeoutMs: options.connectTimeoutMs,
+    backup: options.backup,
+    audit: options.audit,
+    log: ctx.log,
+    now: () => ctx.clock.now(),
+    ...(options.fileDelayMs !== undefined ? { fileDelayMs: options.fileDelayMs } : {}),
+  });
   return {
     receive(message): unknown | Later<unknown> {
       switch (message.type) {
         case 'status':
-          return later(status());
+          return later(runner.status());
         case 'plan':
           return later(
-            status().then((current) => {
-              const postgres = current.postgres as { pending?: string[] };
-              const steps = ordered.filter((entry) => postgres.pending?.includes(entry.id)).map(summaryOf);
-              ctx.log.debug({ steps: steps.length }, 'migration plan');
-              return { steps, storage: current.storage, postgres: current.postgres, note: 'the PostgreSQL mirror applies its pending migrations itself when it connects; apply and rollback commands are not built yet' };
-            }),
+            Promise.all([runner.status(), runner.pending()]).then(([status, pending]) => ({
+              ...pending,
+              storage: status.storage,
+              postgres: status.postgres,
+              note: 'usage-tracker migration apply --dry-run shows the files and bytes each step rewrites',
+            })),
           );
+        case 'apply':
+          // start() refuses at once (E_CONFLICT) while a run is under way; the reply comes when the run is over.
+          return later(runner.start('apply', { dry_run: message.dry_run, target: message.to }));
+        case 'rollback':
+          return later(runner.start('rollback', { dry_run: message.dry_run, target: message.id }));
         default:
           throw new ProtocolError('E_BAD_REQUEST', `unknown migration message ${(message as { type?: unknown }).type}`);
       }

@@ -32,6 +32,10 @@ export interface FileSystem {
   exists(path: string): Promise<boolean>;
   /** fsync a directory so that a rename or create inside it survives a crash. */
   syncDir(path: string): Promise<void>;
+  /** A second name for an existing file (a hard link; same filesystem). Fails with EEXIST if `to` exists. */
+  link(from: string, to: string): Promise<void>;
+  /** Removes an empty directory. */
+  rmdir(path: string): Promise<void>;
 }
 
 const flagsOf: Record<OpenMode, number> = {
@@ -61,6 +65,8 @@ export const nodeFileSystem: FileSystem = {
     await fsp.mkdir(path, { recursive: true });
   },
   readdir: (path) => fsp.readdir(path),
+  link: (from, to) => fsp.link(from, to),
+  rmdir: (path) => fsp.rmdir(path),
   exists: async (path) => {
     try {
       await fsp.access(path);
@@ -79,7 +85,7 @@ export const nodeFileSystem: FileSystem = {
   },
 };
 
-export type FaultOperation = 'open' | 'write' | 'datasync' | 'rename' | 'writeFile' | 'syncDir' | 'unlink' | 'readFile';
+export type FaultOperation = 'open' | 'write' | 'datasync' | 'rename' | 'writeFile' | 'syncDir' | 'unlink' | 'readFile' | 'link';
 
 /** Decides, per call, whether an operation fails and with which errno code. */
 export type FaultPlan = (operation: FaultOperation, path: string) => string | undefined;
@@ -121,6 +127,7 @@ export function faultyFileSystem(inner: FileSystem, plan: FaultPlan): FileSystem
     writeFile: async (path, data) => (check('writeFile', path), inner.writeFile(path, data)),
     rename: async (from, to) => (check('rename', to), inner.rename(from, to)),
     unlink: async (path) => (check('unlink', path), inner.unlink(path)),
+    link: async (from, to) => (check('link', to), inner.link(from, to)),
     syncDir: async (path) => (check('syncDir', path), inner.syncDir(path)),
   };
 }

@@ -6,7 +6,7 @@ import { open as openFile, readFile, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { FileSystem } from '../ports/fs.js';
 import { writeFileAtomic } from './atomic.js';
-import { STORAGE_FORMAT_VERSION } from './manifest.js';
+import { STORAGE_FORMAT_VERSION, STORAGE_FORMATS_READ } from './manifest.js';
 
 export interface NodeMeta {
   node_id: string;
@@ -46,8 +46,9 @@ export async function openDataDir(fs: FileSystem, dataDir: string, wanted: Omit<
   if (meta.cluster_id !== wanted.cluster_id) {
     throw new DataDirError(`${dataDir} belongs to cluster ${meta.cluster_id}, not ${wanted.cluster_id}`);
   }
-  if (meta.format_version !== STORAGE_FORMAT_VERSION) {
-    throw new DataDirError(`${dataDir} has storage format ${meta.format_version}; this release reads ${STORAGE_FORMAT_VERSION}`);
+  // Format 1 opens and serves; `usage-tracker migration apply` rewrites it to the current format while it serves.
+  if (!STORAGE_FORMATS_READ.includes(meta.format_version)) {
+    throw new DataDirError(`${dataDir} has storage format ${meta.format_version}; this release reads formats ${STORAGE_FORMATS_READ.join(' and ')}`);
   }
   return meta;
 }

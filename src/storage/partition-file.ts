@@ -25,6 +25,8 @@ export interface PartitionEntry {
   max_seq: number;
   min_ts: number;
   max_ts: number;
+  /** The file's storage format: absent = 1 (records may lack seq, updated_at, vv); 2 = every record has them. */
+  format?: number;
 }
 
 export class PartitionCorrupt extends Error {
@@ -46,6 +48,7 @@ export async function writePartition(
   name: string,
   day: string,
   slots: readonly { record: StoredRecord; seq: number }[],
+  format = 1,
 ): Promise<PartitionEntry> {
   const text = slots.map((slot) => JSON.stringify(slot.record)).join('\n') + '\n';
   const bytes = new Uint8Array(await gzip(text, { level: 6 }));
@@ -60,7 +63,9 @@ export async function writePartition(
     minTs = Math.min(minTs, record.ts);
     maxTs = Math.max(maxTs, record.ts);
   }
-  return { name, day, records: slots.length, bytes: bytes.byteLength, sha256: sha256(bytes), min_seq: minSeq, max_seq: maxSeq, min_ts: minTs, max_ts: maxTs };
+  const entry: PartitionEntry = { name, day, records: slots.length, bytes: bytes.byteLength, sha256: sha256(bytes), min_seq: minSeq, max_seq: maxSeq, min_ts: minTs, max_ts: maxTs };
+  if (format !== 1) entry.format = format;
+  return entry;
 }
 
 /** Reads and verifies a sealed partition. Throws PartitionCorrupt on a checksum, gzip or JSON failure. */
@@ -83,12 +88,17 @@ export async function readPartition(fs: FileSystem, dir: string, entry: Partitio
   const lines = text.split('\n');
   if (lines.at(-1) === '') lines.pop();
   if (lines.length !== entry.records) throw new PartitionCorrupt(`${entry.name}: ${lines.length} records, manifest says ${entry.records}`);
+  let records: StoredRecord[];
   try {
-    const records = lines.map((line) => JSON.parse(line) as StoredRecord);
-    // Files sealed before records carried seq: the file's highest stands in for each.
-    for (const record of records) withStandIns(record, entry.max_seq);
-    return records;
+    records = lines.map((line) => JSON.parse(line) as StoredRecord);
   } catch (error) {
     throw new PartitionCorrupt(`${entry.name}: a line is not valid JSON`, { cause: error });
   }
+  if ((entry.format ?? 1) >= 2) {
+    const lacking = records.find((record) => record.seq === undefined || record.updated_at === undefined || record.vv === undefined);
+    if (lacking) throw new PartitionCorrupt(`${entry.name}: format ${entry.format} but record ${lacking.id} lacks seq, updated_at or vv`);
+  }
+  // Format-1 files sealed before records carried seq: the file's highest stands in for each.
+  for (const record of records) withStandIns(record, entry.max_seq);
+  return records;
 }

@@ -13,7 +13,9 @@ import { pendingMigrations, type MigrationEntry } from '../migration/registry.js
 /** A migration of the PostgreSQL mirror: an entry of the migration registry with its SQL. */
 export interface SqlMigration extends MigrationEntry {
   up: string;
-  down: string;
+  /** Undoes `up` (src/migration/postgres-steps.ts); absent when it cannot be undone, and `no_down` says why. */
+  down?: string;
+  no_down?: string;
 }
 
 export const POSTGRES_MIGRATIONS: readonly SqlMigration[] = [
@@ -70,11 +72,8 @@ CREATE TABLE sync_conflicts (
 );
 CREATE INDEX sync_conflicts_open ON sync_conflicts (shard, id) WHERE resolved_at IS NULL;
 `,
-    down: `
-DROP TABLE sync_conflicts;
-DROP TABLE sync_checkpoints;
-DROP TABLE usage_records;
-`,
+    no_down:
+      'it would drop every mirrored row; to remove the mirror, stop the node, drop the schema (DROP SCHEMA <schema> CASCADE) and start it again: the mirror re-creates it and resyncs from local data',
   },
   {
     id: '0002_outside_edits',
@@ -123,7 +122,7 @@ export class MigrationMismatch extends Error {
 }
 
 /** The advisory lock key of schema changes: one per schema, shared by every node. */
-const lockKey = (schema: string) => `usage-tracker:migrations:${schema}`;
+export const lockKey = (schema: string) => `usage-tracker:migrations:${schema}`;
 
 /**
  * Creates the schema if needed and applies every pending migration.

@@ -26,10 +26,11 @@ t.test('status and plan follow the mirror schema as it is migrated', async (t) =
   } while (Date.now() < deadline);
   t.equal(status.ok, true);
   t.same(status.postgres, { state: 'reachable', schema, applied: ['0001_usage_records', '0002_outside_edits'], pending: [] }, 'the mirror applied its migrations when it connected');
-  t.same(status.storage, { format_version: 1, current: 1, pending: [] });
-  t.same(status.registry.map((m: any) => [m.id, m.depends_on, m.targets, m.strategy]), [
-    ['0001_usage_records', [], ['postgres'], 'online'],
-    ['0002_outside_edits', ['0001_usage_records'], ['postgres'], 'online'],
+  t.same(status.storage, { format_version: 2, current: 2, readable: [1, 2], pending: [], files_by_format: {} }, 'a new data directory is at format 2');
+  t.same(status.registry.map((m: any) => [m.id, m.depends_on, m.targets, m.strategy, m.state]), [
+    ['0001_usage_records', [], ['postgres'], 'online', 'applied'],
+    ['storage-0002_explicit_versions', [], ['storage'], 'online', 'applied'],
+    ['0002_outside_edits', ['0001_usage_records'], ['postgres'], 'online', 'applied'],
   ]);
   await admin.query(`DELETE FROM "${schema}".schema_migrations WHERE id = '0002_outside_edits'`);
   const plan = await node.call('admin.migration.plan', {});
