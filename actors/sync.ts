@@ -29,13 +29,21 @@ export type SyncMessage =
   | { type: 'resync'; from_seq: number; shards?: number[] }
   | { type: 'verify'; repair: boolean; shards?: number[] }
   | { type: 'conflicts'; open: boolean; limit: number }
-  | { type: 'resolve'; conflict_id: number; take: 'local' | 'remote' };
+  | { type: 'resolve'; conflict_id: number; take: 'local' | 'remote' }
+  | { type: 'remove'; shard: number; ids: string[] }
+  | { type: 'expire'; now: number; max_days: number };
 
 /** How often rows written outside usage-tracker are looked for. */
 const CONFLICT_SWEEP_MS = 1000;
 
 /** How long one shard's comparison may take (it reads the whole shard on both sides). */
 const VERIFY_SHARD_TIMEOUT_MS = 10 * 60_000;
+
+/** What retention needs of a sink: remove ids of a shard; Chroma also drops items by age. */
+interface RemovingSink extends SyncSink {
+  remove(shard: number, ids: readonly string[]): Promise<void>;
+  expireOlderThan?(nowMs: number, maxDays: number): Promise<void>;
+}
 
 export type SyncState = 'connecting' | 'catching_up' | 'realtime' | 'retrying' | 'stopped';
 
@@ -81,6 +89,8 @@ export class SyncLoop {
   private stopping = false;
   private wake: (() => void) | undefined;
   private resyncs: { fromSeq: number; shards: number[]; done: (error?: unknown) => void }[] = [];
+  /** Retention's deletions, applied by the loop between two batches (never under a batch read before them). */
+  private removals: { run: (sink: SyncSink) => Promise<void>; done: (error?: unknown) => void }[] = [];
   private running: Promise<void> | undefined;
   readonly resolver: ConflictResolver | undefined;
   private lastSweepMs = -Infinity;
@@ -119,6 +129,7 @@ export class SyncLoop {
     this.wake?.();
     await this.running;
     for (const resync of this.resyncs.splice(0)) resync.done(new ProtocolError('E_UNAVAILABLE', 'sync stopped before the resync ran'));
+    for (const removal of this.removals.splice(0)) removal.done(new ProtocolError('E_UNAVAILABLE', 'sync stopped before the deletion ran'));
     await this.options.sink.close();
     this.state = 'stopped';
   }
@@ -207,6 +218,36 @@ export class SyncLoop {
     return report;
   }
 
+  /**
+   * Retention: deletes records removed locally from the backend. Queued for
+   * the loop, which runs it between two batches, so a batch read before the
+   * removal cannot write the records back after it. E_UNAVAILABLE when the
+   * backend is not connected (retention keeps the ids pending).
+   */
+  removeRecords(run: (sink: SyncSink) => Promise<void>): Promise<void> {
+    try {
+      this.requireConnected();
+    } catch (error) {
+      return Promise.reject(error);
+    }
+    return new Promise((resolve, reject) => {
+      this.removals.push({ run, done: (error) => (error ? reject(error) : resolve()) });
+      this.wake?.();
+    });
+  }
+
+  private async applyRemovals(): Promise<void> {
+    for (const removal of this.removals.splice(0)) {
+      try {
+        await removal.run(this.options.sink);
+        removal.done();
+      } catch (error) {
+        removal.done(error);
+        throw error;
+      }
+    }
+  }
+
   /** Status with each shard's head read now, so the lag counts changes the loop has not polled yet. */
   async freshStatus(): Promise<Record<string, unknown>> {
     await Promise.all(
@@ -249,6 +290,7 @@ export class SyncLoop {
       try {
         if (this.state === 'connecting' || this.state === 'retrying') await this.connect();
         await this.applyResyncs();
+        await this.applyRemovals();
         const behind = await this.cycle();
         await this.sweepConflicts();
         this.attempt = 0;
@@ -338,6 +380,8 @@ export class SyncLoop {
     const message = error instanceof Error ? error.message : String(error);
     this.lastError = { message, at: this.ctx.clock.now() };
     this.attempt++;
+    // Retention's deletions do not wait out an outage: it keeps them pending and retries at its next run.
+    for (const removal of this.removals.splice(0)) removal.done(new ProtocolError('E_UNAVAILABLE', `${this.options.sink.backend} failed: ${message}`));
     this.state = 'retrying';
     // The first failure of a run is a warning with the cause; repeats are quieter.
     if (this.attempt === 1) this.ctx.log.warn({ backend: this.options.sink.backend, err: error }, 'sync failed; backing off and retrying');
@@ -351,7 +395,7 @@ export class SyncLoop {
   }
 
   private pause(delayMs: number): Promise<void> {
-    if (this.stopping || this.resyncs.length > 0) return Promise.resolve();
+    if (this.stopping || this.resyncs.length > 0 || this.removals.length > 0) return Promise.resolve();
     return new Promise((resolve) => {
       const timer = this.ctx.clock.setTimer(delayMs, () => {
         this.wake = undefined;
@@ -388,6 +432,20 @@ export function syncBehavior(options: SyncOptions, ctx: ActorContext, publishSta
           return later(loop.verify(message.repair, message.shards));
         case 'conflicts':
           return later(loop.conflictResolver().list(message.open, message.limit).then((conflicts) => ({ backend: options.sink.backend, conflicts })));
+        case 'remove':
+          return later(
+            loop.removeRecords(async (sink) => {
+              if (typeof (sink as Partial<RemovingSink>).remove !== 'function') throw new ProtocolError('E_VALIDATION', `${sink.backend} cannot remove records`);
+              await (sink as RemovingSink).remove(message.shard, message.ids);
+            }).then(() => ({ backend: options.sink.backend, removed: message.ids.length })),
+          );
+        case 'expire':
+          return later(
+            loop.removeRecords(async (sink) => {
+              if (typeof (sink as Partial<RemovingSink>).expireOlderThan !== 'function') return;
+              await (sink as RemovingSink).expireOlderThan!(message.now, message.max_days);
+            }).then(() => ({ backend: options.sink.backend })),
+          );
         case 'resolve':
           return later(loop.conflictResolver().resolve(message.conflict_id, message.take).then((conflict) => ({ backend: options.sink.backend, conflict })));
         default:

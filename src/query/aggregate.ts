@@ -38,6 +38,7 @@ import { ProtocolError } from '../../protocols/errors.js';
 import type { StoredRecord } from '../../protocols/record.js';
 import type { AggregateQuery, AGGREGATE_METRICS, GROUP_BY_KEYS } from '../../protocols/requests.js';
 import { matches } from './filter.js';
+import { bucketValue, rollupMatches, type RollupRow } from '../retention/rollup.js';
 
 export type GroupByKey = (typeof GROUP_BY_KEYS)[number];
 export type AggregateMetric = (typeof AGGREGATE_METRICS)[number];
@@ -95,6 +96,12 @@ export type AggregateRow = Partial<Record<GroupByKey, string>> & {
 export interface Aggregator {
   /** Counts the record when it matches the query's filters; returns whether it did. Throws E_TOO_LARGE past a bound. */
   add(record: StoredRecord): boolean;
+  /**
+   * Counts a retention rollup row (src/retention/rollup.ts) when it matches
+   * the filters, by the start of its UTC hour. Sums stay exact; its
+   * latencies enter percentiles as histogram values (within 1 %).
+   */
+  addRollup(row: RollupRow): boolean;
   /** The groups so far, as plain data for the gathering actor. */
   partial(): AggregatePartial;
 }
@@ -144,6 +151,26 @@ export function createAggregator(query: AggregateQuery, limits: Partial<Aggregat
         group.cost_unknown_count += 1;
       }
       if (keepLatency && record.latency_ms !== undefined) addLatency(group, record.latency_ms, 1, latencyValues, bounds);
+      return true;
+    },
+    addRollup(row) {
+      if (!rollupMatches(row, query)) return false;
+      const values = keyOf({ ts: row.hour, user_id: row.user_id, provider: row.provider, model: row.model } as StoredRecord);
+      const mapKey = values.join('\u0000');
+      let group = groups.get(mapKey);
+      if (group === undefined) {
+        checkGroups(groups.size + 1, bounds);
+        group = newGroup(values);
+        groups.set(mapKey, group);
+      }
+      group.count += row.count;
+      group.input_tokens += row.input_tokens;
+      group.output_tokens += row.output_tokens;
+      group.cost_whole_usd += row.cost_whole_usd;
+      addNanos(group, row.cost_nanos);
+      group.cost_known_count += row.cost_known_count;
+      group.cost_unknown_count += row.cost_unknown_count;
+      if (keepLatency) row.latency_buckets.forEach((bucket, i) => addLatency(group, bucketValue(bucket), row.latency_counts[i]!, latencyValues, bounds));
       return true;
     },
     partial() {

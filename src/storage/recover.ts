@@ -6,6 +6,7 @@
 
 import { join } from 'node:path';
 import { readPartition } from './partition-file.js';
+import { recoverRollups } from '../retention/rollup-file.js';
 import type { ShardStore } from './shard-store.js';
 import { scanSegment, segmentFirstSeq } from './wal.js';
 
@@ -38,6 +39,10 @@ export async function recoverShard(store: ShardStore, manifestFound: boolean): P
       return { corrupt: `sealed file ${(error as Error).message}`, tornBytes: 0 };
     }
   }
+  // Rollups (retention): unlisted ones are leftovers of a run cut short before its manifest; listed ones are verified.
+  const rollups = await recoverRollups(fs, store.options.dir, store.manifest.rollups ?? []);
+  if ('corrupt' in rollups) return { corrupt: rollups.corrupt, tornBytes: 0 };
+  store.rollups = rollups.rows;
 
   const segments = (await fs.readdir(store.walDir))
     .filter((name) => segmentFirstSeq(name) !== undefined)

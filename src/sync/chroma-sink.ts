@@ -249,6 +249,28 @@ export class ChromaSink implements SyncSink {
     );
   }
 
+  /** Retention: removes records of a shard from the three collections (absent ids are no error). */
+  async remove(shard: number, ids: readonly string[]): Promise<void> {
+    const connection = this.requireConnection();
+    for (let start = 0; start < ids.length; start += connection.itemsPerRequestMax) {
+      const chunk = ids.slice(start, start + connection.itemsPerRequestMax).map((id) => chromaId(shard, id));
+      for (const collection of connection.records) await this.request(`deleting retained items in ${collection.name}`, () => collection.delete({ ids: chunk }));
+    }
+  }
+
+  /**
+   * Retention (analytics_insights_days): removes items whose record `ts` is
+   * older than `maxDays`, or than the collection's own retention when shorter.
+   */
+  async expireOlderThan(nowMs: number, maxDays: number): Promise<void> {
+    const connection = this.requireConnection();
+    for (const [index, collection] of connection.records.entries()) {
+      const days = Math.min(maxDays, RECORD_COLLECTIONS[index]!.retentionDays);
+      const before = nowMs - days * 86_400_000;
+      await this.request(`expiring items in ${collection.name}`, () => collection.delete({ where: { ts: { $lt: before } } }));
+    }
+  }
+
   async setCheckpoint(shard: number, seq: number): Promise<void> {
     assertSeq(shard, seq);
     const { checkpoints } = this.requireConnection();
