@@ -1,32 +1,51 @@
 // BackupActor: takes, lists, verifies and restores backups of this node's
-// data directory into `backup.target_dir` (src/backup/). One long job at a
-// time (create, verify or restore): a second one while it runs is
-// E_CONFLICT, not a queue that could grow without bound. Listing answers at
-// once. Every job is logged with its outcome (the audit trail until the
-// retention issue's audit records land).
+// data directory into `backup.target_dir` (src/backup/), archives the WAL
+// continuously for point-in-time restore, and takes scheduled backups.
+//
+// - One long job at a time (create, verify, restore, prune): a second one
+//   while it runs is E_CONFLICT, not a queue that could grow without bound.
+//   A scheduled backup that finds a job running waits for the next check.
+// - Archive rounds run every `wal_archive_interval_s`, one at a time, beside
+//   the jobs (a round only appends chunks; a backup only writes objects).
+// - Every job writes an audit record (src/audit/audit-log.ts).
 
 import { ProtocolError } from '../protocols/errors.js';
 import { later, type ActorContext, type Behavior, type Later } from '../src/kernel/actor.js';
 import type { ActorRef } from '../src/kernel/system.js';
 import type { FileSystem } from '../src/ports/fs.js';
-import { createBackup, restoreBackup, verifyBackup, type ShardSnapshot } from '../src/backup/backup.js';
-import { BackupError, BackupStore, type BackupKind, type BackupManifest } from '../src/backup/store.js';
+import type { TimerHandle } from '../src/ports/clock.js';
+import { AuditLog } from '../src/audit/audit-log.js';
+import { archiveRound, type RoundReport } from '../src/backup/archiver.js';
+import { createBackup, verifyBackup, type ShardSnapshot } from '../src/backup/backup.js';
+import { dueBackup, pruneBackups } from '../src/backup/prune.js';
+import { restore, type RestoreRequest } from '../src/backup/restore.js';
+import { BackupError, BackupStore, refsOf, type BackupKind, type BackupManifest } from '../src/backup/store.js';
+import { WalArchive } from '../src/backup/wal-archive.js';
 import type { PartitionMessage, PartitionReply } from './partition.js';
 
 export type BackupMessage =
   | { type: 'create'; kind: BackupKind }
   | { type: 'list' }
   | { type: 'verify'; backup_id: string }
-  | { type: 'restore'; backup_id: string; target_dir: string };
+  | { type: 'restore'; request: RestoreRequest }
+  | { type: 'archive' }
+  | { type: 'schedule' };
 
 export interface BackupOptions {
   fs: FileSystem;
   dataDir: string;
   targetDir: string;
+  nodeId: string;
   shards: number;
   partition: (shard: number) => ActorRef<PartitionMessage, PartitionReply>;
   /** Bound on one shard's snapshot. */
   snapshotTimeoutMs: number;
+  /** Continuous WAL archiving every this many ms; absent: off. */
+  walArchiveIntervalMs?: number;
+  /** Scheduled backups; absent: off. */
+  schedule?: { fullIntervalMs: number; incrementalIntervalMs: number; keepDays: number; checkIntervalMs: number };
+  /** This actor's own ref, for timers that must go through the mailbox. */
+  self?: () => ActorRef<BackupMessage, unknown>;
 }
 
 /** A backup as listed: the manifest without its per-file detail. */
@@ -36,8 +55,9 @@ function summaryOf(manifest: BackupManifest): Record<string, unknown> {
     kind: manifest.kind,
     parent: manifest.parent,
     created_at: manifest.created_at,
+    completed_at: manifest.completed_at ?? null,
     shards: manifest.shards.length,
-    files: manifest.shards.reduce((sum, shard) => sum + shard.partitions.length + shard.wal.length + 1, 1),
+    files: manifest.shards.reduce((sum, shard) => sum + refsOf(shard).length, 1),
     objects_written: manifest.objects_written,
     bytes_written: manifest.bytes_written,
     durable_seqs: manifest.shards.map((shard) => shard.durable_seq),
@@ -47,7 +67,7 @@ function summaryOf(manifest: BackupManifest): Record<string, unknown> {
 /** BackupError (bad id, missing parent, damaged object, target exists) is the caller's to fix: E_VALIDATION or E_NOT_FOUND. */
 function asProtocolError(error: unknown): never {
   if (error instanceof BackupError) {
-    const notFound = /^no backup /.test(error.message);
+    const notFound = /^no backups? /.test(error.message);
     throw new ProtocolError(notFound ? 'E_NOT_FOUND' : 'E_VALIDATION', error.message);
   }
   throw error;
@@ -55,19 +75,30 @@ function asProtocolError(error: unknown): never {
 
 export function backupBehavior(options: BackupOptions, ctx: ActorContext): Behavior<BackupMessage, unknown> {
   const store = new BackupStore(options.fs, options.targetDir);
+  const archive = new WalArchive(options.fs, options.targetDir, options.nodeId);
+  const audit = new AuditLog(options.fs, options.dataDir);
   let running: string | undefined;
-  const job = (name: string, work: () => Promise<Record<string, unknown>>): Later<unknown> => {
+  let archiving: Promise<RoundReport | undefined> | undefined;
+  let lastRound: { at: string; ok: boolean; error?: string; entries?: number } | undefined;
+  const timers = new Map<string, TimerHandle>();
+
+  const record = (action: string, outcome: 'ok' | 'failed', details: Record<string, unknown>) =>
+    audit.append({ actor: 'backup', action, outcome, details }, ctx.clock.now()).catch((error: unknown) => ctx.log.error({ err: error, action }, 'could not write the audit record'));
+
+  const job = (name: string, action: string, work: () => Promise<Record<string, unknown>>): Later<unknown> => {
     if (running) throw new ProtocolError('E_CONFLICT', `${running} is running; try again when it is done`);
     running = name;
     const started = ctx.clock.monotonicMs();
     return later(
       work()
-        .then((result) => {
+        .then(async (result) => {
           ctx.log.info({ job: name, ms: Math.round(ctx.clock.monotonicMs() - started), ...result }, 'backup job done');
+          await record(action, 'ok', result);
           return result;
         })
-        .catch((error: unknown) => {
+        .catch(async (error: unknown) => {
           ctx.log.warn({ job: name, err: error }, 'backup job failed');
+          await record(action, 'failed', { job: name, error: (error as Error).message });
           return asProtocolError(error);
         })
         .finally(() => (running = undefined)),
@@ -75,27 +106,123 @@ export function backupBehavior(options: BackupOptions, ctx: ActorContext): Behav
   };
   const snapshot = async (shard: number) =>
     (await options.partition(shard).ask({ type: 'snapshot' }, { timeoutMs: options.snapshotTimeoutMs, caller: 'BackupActor (snapshot)' })) as unknown as ShardSnapshot;
+  const create = async (kind: BackupKind) =>
+    summaryOf(await createBackup({ store, fs: options.fs, dataDir: options.dataDir, shards: options.shards, kind, now: ctx.clock.now(), clock: () => ctx.clock.now(), snapshot }));
+
+  /** One archive round; rounds never overlap, and a failed one is retried at the next interval. */
+  const archiveNow = (): Promise<RoundReport | undefined> => {
+    if (archiving) return archiving;
+    const ask = (shard: number, message: PartitionMessage) =>
+      options.partition(shard).ask(message, { timeoutMs: options.snapshotTimeoutMs, caller: 'BackupActor (WAL archive)' }) as Promise<unknown>;
+    archiving = (async () => {
+      try {
+        const report = await archiveRound(
+          archive,
+          {
+            shards: options.shards,
+            walSince: async (shard) => (await ask(shard, { type: 'wal_since' })) as { segments: { name: string; data: Uint8Array }[]; durableSeq: number },
+            walArchived: async (shard, seq) => void (await ask(shard, { type: 'wal_archived', through_seq: seq })),
+            now: () => ctx.clock.now(),
+            log: ctx.log,
+          },
+          await archive.readState().catch(() => undefined),
+        );
+        lastRound = { at: new Date(ctx.clock.now()).toISOString(), ok: true, entries: report.entries };
+        if (report.entries > 0) ctx.log.debug({ entries: report.entries, chunks: report.chunks }, 'WAL archived');
+        return report;
+      } catch (error) {
+        lastRound = { at: new Date(ctx.clock.now()).toISOString(), ok: false, error: (error as Error).message };
+        ctx.log.warn({ err: error }, 'WAL archive round failed; retried at the next interval; retired segments stay in wal-pending/ meanwhile');
+        return undefined;
+      } finally {
+        archiving = undefined;
+      }
+    })();
+    return archiving;
+  };
+
+  const every = (intervalMs: number, message: BackupMessage) => {
+    const arm = () => {
+      timers.set(
+        message.type,
+        ctx.clock.setTimer(intervalMs, () => {
+          try {
+            options.self?.().tell(message);
+          } catch {
+            // A full mailbox: the next interval tries again.
+          }
+          arm();
+        }),
+      );
+    };
+    arm();
+  };
+  if (options.walArchiveIntervalMs !== undefined && options.self) every(options.walArchiveIntervalMs, { type: 'archive' });
+  if (options.schedule && options.self) every(options.schedule.checkIntervalMs, { type: 'schedule' });
+
+  /** Takes the backup the schedule says is due, then prunes what backup retention no longer keeps. */
+  const scheduled = async () => {
+    const schedule = options.schedule!;
+    const kind = dueBackup(await store.list(), ctx.clock.now(), schedule);
+    if (!kind || running) return;
+    await archiveNow();
+    await (job(`a scheduled ${kind} backup`, 'backup.create', async () => {
+      const summary = await create(kind);
+      const pruned = await pruneBackups(store, archive, options.shards, ctx.clock.now(), schedule.keepDays);
+      return { ...summary, scheduled: true, pruned };
+    }).promise.catch(() => undefined));
+  };
+
   return {
     receive(message): unknown | Later<unknown> {
       switch (message.type) {
         case 'create':
-          return job(`a ${message.kind} backup`, async () =>
-            summaryOf(await createBackup({ store, fs: options.fs, dataDir: options.dataDir, shards: options.shards, kind: message.kind, now: ctx.clock.now(), snapshot })),
-          );
+          return job(`a ${message.kind} backup`, 'backup.create', () => create(message.kind));
         case 'list':
           return later(
-            store
-              .list()
-              .then((backups) => ({ target_dir: options.targetDir, backups: backups.map(summaryOf) }))
+            Promise.all([store.list(), archive.readState().catch(() => undefined)])
+              .then(([backups, state]) => ({
+                target_dir: options.targetDir,
+                backups: backups.map(summaryOf),
+                wal_archive: {
+                  enabled: options.walArchiveIntervalMs !== undefined,
+                  interval_s: options.walArchiveIntervalMs === undefined ? null : options.walArchiveIntervalMs / 1000,
+                  dir: archive.dir,
+                  recovery_point: state ? Object.values(state.shards).map((shard) => shard.archived_at).sort()[0] ?? null : null,
+                  last_round: lastRound ?? null,
+                },
+              }))
               .catch(asProtocolError),
           );
         case 'verify':
-          return job(`verifying ${message.backup_id}`, async () => ({ ...(await verifyBackup(store, options.fs, message.backup_id, ctx.log)) }));
-        case 'restore':
-          return job(`restoring ${message.backup_id}`, async () => ({ ...(await restoreBackup(store, options.fs, message.backup_id, message.target_dir, ctx.log)) }));
+          return job(`verifying ${message.backup_id}`, 'backup.verify', async () => {
+            const report = await verifyBackup(store, options.fs, message.backup_id, ctx.log);
+            const manifest = await store.manifest(message.backup_id);
+            // Separate from `valid`: the backup restores as it is even when the archive after it cannot replay.
+            const walArchive = await new WalArchive(options.fs, options.targetDir, manifest.node.node_id).checkAfter(manifest.shards);
+            return { ...report, wal_archive: walArchive };
+          });
+        case 'restore': {
+          const { request } = message;
+          const what = request.toTime !== undefined ? `to ${new Date(request.toTime).toISOString()}` : (request.backupId ?? '');
+          // A point-in-time restore first archives what is durable now, so "now" is restorable.
+          return job(`restoring ${what}`, 'backup.restore', async () => {
+            if (request.toTime !== undefined && options.walArchiveIntervalMs !== undefined) await archiveNow();
+            return { ...(await restore(store, options.fs, request, ctx.log)) };
+          });
+        }
+        case 'archive':
+          return later(archiveNow().then((report) => ({ archived: report !== undefined, ...(report ?? { error: lastRound?.error }) })));
+        case 'schedule':
+          void scheduled().catch((error: unknown) => ctx.log.warn({ err: error }, 'scheduled backup check failed'));
+          return { checked: true };
         default:
           throw new ProtocolError('E_BAD_REQUEST', `unknown backup message ${(message as { type?: unknown }).type}`);
       }
+    },
+    async stopped() {
+      for (const timer of timers.values()) timer.cancel();
+      await archiving;
     },
   };
 }

@@ -34,28 +34,87 @@ export async function backupCreate(kind: string, options: BackupCommandOptions):
   return `backup ${reply.backup_id} (${reply.kind}${parent}): ${reply.files} files, ${reply.objects_written} objects written (${mb(reply.bytes_written)})\n`;
 }
 
+interface ArchiveStatus {
+  enabled: boolean;
+  interval_s: number | null;
+  recovery_point: string | null;
+  last_round: { at: string; ok: boolean; error?: string } | null;
+}
+
+/** One line on the WAL archive: how far a point-in-time restore can reach, and whether archiving works. */
+function archiveLine(archive: ArchiveStatus | undefined): string {
+  if (!archive) return '';
+  if (!archive.enabled) return 'WAL archive: off (backup.wal_archive); a restore reaches only the moment of a backup\n';
+  const failing = archive.last_round && !archive.last_round.ok ? `; LAST ROUND FAILED at ${archive.last_round.at}: ${archive.last_round.error}` : '';
+  return `WAL archive: every ${archive.interval_s} s; recovery point ${archive.recovery_point ?? 'none yet'}${failing}\n`;
+}
+
 export async function backupList(options: BackupCommandOptions): Promise<string> {
-  const reply = await call<{ target_dir: string; backups: Summary[] }>(options, 'admin.backup.list', {});
+  const reply = await call<{ target_dir: string; backups: Summary[]; wal_archive?: ArchiveStatus }>(options, 'admin.backup.list', {});
   if (options.json) return `${JSON.stringify(reply, null, 2)}\n`;
-  if (reply.backups.length === 0) return `no backups in ${reply.target_dir} yet (usage-tracker backup create)\n`;
+  const archive = archiveLine(reply.wal_archive);
+  if (reply.backups.length === 0) return `no backups in ${reply.target_dir} yet (usage-tracker backup create)\n${archive}`;
   const table = renderTable(
     ['backup', 'kind', 'parent', 'created', 'files', 'written'],
     reply.backups.map((backup) => [backup.backup_id, backup.kind, backup.parent ?? '', backup.created_at, String(backup.files), mb(backup.bytes_written)]),
     ['left', 'left', 'left', 'left', 'right', 'right'],
   );
-  return `backups in ${reply.target_dir}:\n\n${table}\n`;
+  return `backups in ${reply.target_dir}:\n\n${table}\n${archive}`;
 }
 
 export async function backupVerify(backupId: string, options: BackupCommandOptions): Promise<string> {
-  const reply = await call<{ valid: boolean; objects: number; records: number; problems: string[] }>(options, 'admin.backup.verify', { backup_id: backupId });
+  const reply = await call<{ valid: boolean; objects: number; records: number; problems: string[]; wal_archive?: { problems: string[] } }>(options, 'admin.backup.verify', { backup_id: backupId });
   if (options.json) return `${JSON.stringify(reply, null, 2)}\n`;
-  if (reply.valid) return `${backupId}: good: ${reply.objects} objects re-read, test restore serves ${reply.records.toLocaleString('en-US')} records\n`;
+  const archive = reply.wal_archive;
+  const archiveLine = !archive ? '' : archive.problems.length === 0 ? '  WAL archive after it: replays with no gap (point-in-time restore from it works)\n' : `  WAL archive after it: ${archive.problems.join('; ')}\n`;
+  if (reply.valid) return `${backupId}: good: ${reply.objects} objects re-read, test restore serves ${reply.records.toLocaleString('en-US')} records\n${archiveLine}`;
   process.exitCode = 1;
   return `${backupId}: DAMAGED, do not restore from it:\n${reply.problems.map((problem) => `  - ${problem}`).join('\n')}\n`;
 }
 
-export async function backupRestore(backupId: string, options: BackupCommandOptions & { target: string }): Promise<string> {
-  const reply = await call<{ target_dir: string; records: number }>(options, 'admin.backup.restore', { backup_id: backupId, target_dir: options.target });
+/** A time as typed: epoch ms digits stay a number, anything else goes as text for the server to parse and check. */
+const timeArgument = (value: string | undefined) => (value === undefined ? undefined : /^\d+$/.test(value) ? Number(value) : value);
+
+export interface RestoreCommandOptions extends BackupCommandOptions {
+  target: string;
+  toTime?: string;
+  userId?: string;
+  from?: string;
+  to?: string;
+}
+
+interface RestoreReply {
+  backup_id: string;
+  target_dir: string;
+  records: number;
+  to_time?: string;
+  replayed?: number;
+  recovery_point?: string | null;
+  partial?: Record<string, string>;
+  notes: string[];
+}
+
+export async function backupRestore(backupId: string | undefined, options: RestoreCommandOptions): Promise<string> {
+  const body = Object.fromEntries(
+    Object.entries({
+      backup_id: backupId,
+      target_dir: options.target,
+      to_time: timeArgument(options.toTime),
+      user_id: options.userId,
+      from: timeArgument(options.from),
+      to: timeArgument(options.to),
+    }).filter(([, value]) => value !== undefined),
+  );
+  const reply = await call<RestoreReply>(options, 'admin.backup.restore', body);
   if (options.json) return `${JSON.stringify(reply, null, 2)}\n`;
-  return `${backupId} restored into ${reply.target_dir} (${reply.records.toLocaleString('en-US')} records, every shard opened and checked).\nStop the node, set node.data_dir to that directory (or move it into place), start the node, then resync the mirrors.\n`;
+  const lines = [`restored into ${reply.target_dir}: ${reply.records.toLocaleString('en-US')} records, every shard opened and checked.`, `  base backup: ${reply.backup_id}`];
+  if (reply.to_time) lines.push(`  as of:       ${reply.to_time} (${(reply.replayed ?? 0).toLocaleString('en-US')} archived WAL entries replayed; archive reaches ${reply.recovery_point ?? 'an unknown point'})`);
+  if (reply.partial) lines.push(`  only:        ${Object.entries(reply.partial).map(([key, value]) => `${key} ${value}`).join(', ')}`);
+  for (const note of reply.notes) lines.push(`  NOTE: ${note}`);
+  lines.push(
+    reply.partial
+      ? 'This directory holds only the selected records: serve it with a second node (its own data_dir and subject prefix) to read them; see docs/operations.md.'
+      : 'Stop the node, set node.data_dir to that directory (or move it into place), start the node, then resync the mirrors.',
+  );
+  return `${lines.join('\n')}\n`;
 }

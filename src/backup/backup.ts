@@ -21,15 +21,19 @@ import { join } from 'node:path';
 import type { Logger } from '../log.js';
 import type { FileSystem } from '../ports/fs.js';
 import type { ShardManifest } from '../storage/manifest.js';
-import { writeFileAtomic } from '../storage/atomic.js';
+import { scanSegment, writeWhole } from '../storage/wal.js';
+import { readManifest } from '../storage/manifest.js';
+import { ROLLUP_DIR } from '../retention/rollup-file.js';
 import { ShardStore } from '../storage/shard-store.js';
-import { BackupError, backupIdOf, type BackupKind, type BackupManifest, type BackupStore, type ObjectRef, type ShardBackup } from './store.js';
+import { BackupError, backupIdOf, eachBounded, refsOf, SYNCS_IN_FLIGHT, type BackupKind, type BackupManifest, type BackupStore, type ObjectRef, type ShardBackup } from './store.js';
 
 export interface ShardSnapshot {
   metadata: Uint8Array;
   manifest: ShardManifest;
   wal: { name: string; data: Uint8Array }[];
   durableSeq: number;
+  /** Records (current versions) the snapshot holds. */
+  records?: number;
 }
 
 export interface CreateOptions {
@@ -39,6 +43,8 @@ export interface CreateOptions {
   shards: number;
   kind: BackupKind;
   now: number;
+  /** The clock, read again when the last snapshot is taken (the backup's completed_at). */
+  clock?: () => number;
   snapshot: (shard: number) => Promise<ShardSnapshot>;
   progress?: (done: number, total: number) => void;
 }
@@ -52,8 +58,12 @@ function parentOf(kind: BackupKind, backups: readonly BackupManifest[]): BackupM
   return parent;
 }
 
-const objectsOf = (manifest: BackupManifest): Set<string> =>
-  new Set([manifest.node_json.sha256, ...manifest.shards.flatMap((shard) => [shard.metadata, ...shard.partitions, ...shard.wal].map((ref) => ref.sha256))]);
+/** Unsynced object bytes a backup may have outstanding before it waits for them. */
+const BATCH_BYTES_MAX = 256 * 2 ** 20;
+/** Sealed files read ahead of the one being hashed and written. */
+const READ_AHEAD = 4;
+
+export const objectsOf = (manifest: BackupManifest): Set<string> => new Set([manifest.node_json.sha256, ...manifest.shards.flatMap((shard) => refsOf(shard).map((ref) => ref.sha256))]);
 
 export async function createBackup(options: CreateOptions): Promise<BackupManifest> {
   const { store, fs, kind } = options;
@@ -61,9 +71,11 @@ export async function createBackup(options: CreateOptions): Promise<BackupManife
   const parentObjects = parent ? objectsOf(parent) : new Set<string>();
   let written = 0;
   let bytesWritten = 0;
-  /** Writes an object as the kind says; returns its reference. */
+  const batch = store.batch();
+  /** Writes an object as the kind says (durable at the next flush); returns its reference. */
   const put = async (name: string, bytes: Uint8Array): Promise<ObjectRef> => {
-    const result = await store.putObject(bytes, kind === 'full');
+    const result = await batch.put(bytes, kind === 'full');
+    if (batch.bytes >= BATCH_BYTES_MAX) await batch.flush();
     const ref = { name, sha256: result.sha256, bytes: bytes.byteLength };
     if (kind === 'differential' && !result.written && !parentObjects.has(ref.sha256)) {
       // Present in the store from an incremental, but not in the full this differential builds on: counted as its own.
@@ -81,29 +93,60 @@ export async function createBackup(options: CreateOptions): Promise<BackupManife
   for (let shard = 0; shard < options.shards; shard++) {
     const snapshot = await options.snapshot(shard);
     const partitions: ObjectRef[] = [];
-    for (const entry of snapshot.manifest.files) {
-      // Sealed files already in the store (by the hash the shard's manifest records) are not read again.
-      if (kind === 'incremental' && (await store.hasObject(entry.sha256))) {
+    const files = snapshot.manifest.files;
+    // Sealed files already in the store (by the hash the shard's manifest records) are not read again.
+    const copy = await Promise.all(files.map(async (entry) => !(kind === 'incremental' && (await store.hasObject(entry.sha256)))));
+    /** Reads run a few files ahead of hashing and writing, so the disk and the CPU both stay busy. */
+    const reads = new Map<number, Promise<Uint8Array>>();
+    const readAhead = (index: number) => {
+      for (let next = index; next < files.length && next < index + READ_AHEAD; next++) {
+        if (copy[next] && !reads.has(next)) reads.set(next, fs.readFile(join(options.dataDir, 'shards', String(shard), 'partitions', files[next]!.name)));
+      }
+    };
+    for (const [index, entry] of files.entries()) {
+      if (!copy[index]) {
         partitions.push({ name: entry.name, sha256: entry.sha256, bytes: entry.bytes });
         continue;
       }
-      const bytes = await fs.readFile(join(options.dataDir, 'shards', String(shard), 'partitions', entry.name));
+      readAhead(index);
+      const bytes = await reads.get(index)!;
+      reads.delete(index);
       const ref = await put(entry.name, bytes);
       if (ref.sha256 !== entry.sha256) throw new BackupError(`shard ${shard}: sealed file ${entry.name} does not match its SHA-256 in metadata.json; the shard is damaged`);
       partitions.push(ref);
     }
+    // Rollups are immutable like sealed files, and as small: read and stored the same way.
+    const rollups: ObjectRef[] = [];
+    for (const entry of snapshot.manifest.rollups ?? []) {
+      const ref = await put(entry.name, await fs.readFile(join(options.dataDir, 'shards', String(shard), ROLLUP_DIR, entry.name)));
+      if (ref.sha256 !== entry.sha256) throw new BackupError(`shard ${shard}: rollup file ${entry.name} does not match its SHA-256 in metadata.json; the shard is damaged`);
+      rollups.push(ref);
+    }
     const wal: ObjectRef[] = [];
     for (const segment of snapshot.wal) wal.push(await put(segment.name, segment.data));
-    shards.push({ shard, durable_seq: snapshot.durableSeq, metadata: await put('metadata.json', snapshot.metadata), partitions, wal });
+    shards.push({
+      shard,
+      durable_seq: snapshot.durableSeq,
+      ...(snapshot.records !== undefined ? { records: snapshot.records } : {}),
+      metadata: await put('metadata.json', snapshot.metadata),
+      partitions,
+      ...(rollups.length > 0 ? { rollups } : {}),
+      wal,
+    });
     options.progress?.(shard + 1, options.shards);
   }
+  const completedAt = options.clock?.() ?? options.now;
+  const nodeJsonRef = await put('node.json', nodeJson);
+  // Every object durable before the manifest that names them.
+  await batch.flush();
   const manifest: BackupManifest = {
     backup_id: backupIdOf(options.now, kind),
     kind,
     parent: parent?.backup_id ?? null,
     created_at: new Date(options.now).toISOString(),
+    completed_at: new Date(completedAt).toISOString(),
     node: { node_id: node.node_id, cluster_id: node.cluster_id, shards: node.shards, format_version: node.format_version },
-    node_json: await put('node.json', nodeJson),
+    node_json: nodeJsonRef,
     shards,
     objects_written: written,
     bytes_written: bytesWritten,
@@ -113,28 +156,78 @@ export async function createBackup(options: CreateOptions): Promise<BackupManife
 }
 
 /** Writes a backup's files into `dir` (which must not exist yet). */
-async function materialise(store: BackupStore, fs: FileSystem, manifest: BackupManifest, dir: string): Promise<void> {
+export async function materialise(store: BackupStore, fs: FileSystem, manifest: BackupManifest, dir: string): Promise<void> {
+  // `dir` is a staging directory no node starts on: files go straight to their names, and are all made
+  // durable together at the end (fdatasyncs in parallel, then each directory), before anyone renames it into place.
+  const files: string[] = [];
+  const write = async (path: string, bytes: Uint8Array) => {
+    const handle = await fs.open(path, 'write');
+    try {
+      await writeWhole(handle, bytes, 0);
+    } finally {
+      await handle.close();
+    }
+    files.push(path);
+  };
   await fs.mkdir(dir);
-  await writeFileAtomic(fs, join(dir, 'node.json'), await store.readObject(manifest.node_json));
+  await write(join(dir, 'node.json'), await store.readObject(manifest.node_json));
+  const dirs = [dir, join(dir, 'shards')];
   for (const shard of manifest.shards) {
     const shardDir = join(dir, 'shards', String(shard.shard));
     await fs.mkdir(join(shardDir, 'partitions'));
     await fs.mkdir(join(shardDir, 'wal'));
-    // Each file durably (temp, fsync, rename, directory fsync), so a restored directory survives a crash as it was checked.
-    await writeFileAtomic(fs, join(shardDir, 'metadata.json'), await store.readObject(shard.metadata));
-    for (const ref of shard.partitions) await writeFileAtomic(fs, join(shardDir, 'partitions', ref.name), await store.readObject(ref));
-    for (const ref of shard.wal) await writeFileAtomic(fs, join(shardDir, 'wal', ref.name), await store.readObject(ref));
-    await fs.syncDir(join(dir, 'shards'));
+    dirs.push(shardDir, join(shardDir, 'partitions'), join(shardDir, 'wal'));
+    await write(join(shardDir, 'metadata.json'), await store.readObject(shard.metadata));
+    for (const ref of shard.partitions) await write(join(shardDir, 'partitions', ref.name), await store.readObject(ref));
+    if (shard.rollups?.length) {
+      await fs.mkdir(join(shardDir, ROLLUP_DIR));
+      dirs.push(join(shardDir, ROLLUP_DIR));
+      for (const ref of shard.rollups) await write(join(shardDir, ROLLUP_DIR, ref.name), await store.readObject(ref));
+    }
+    for (const ref of shard.wal) await write(join(shardDir, 'wal', ref.name), await store.readObject(ref));
   }
-  await fs.syncDir(dir);
+  await eachBounded(files, SYNCS_IN_FLIGHT, async (path) => {
+    const handle = await fs.open(path, 'read');
+    try {
+      await handle.datasync();
+    } finally {
+      await handle.close();
+    }
+  });
+  await eachBounded(dirs.reverse(), SYNCS_IN_FLIGHT, (path) => fs.syncDir(path));
 }
 
-/** Opens every shard of a restored directory; throws unless each serves. Returns the records found. */
-async function checkRestored(fs: FileSystem, manifest: BackupManifest, dir: string, log: Logger): Promise<number> {
+/**
+ * Checks a restored directory; throws unless it will serve. Returns the
+ * records it holds.
+ *
+ * - deep (verify, partial restore): opens every shard as a node would,
+ *   reading and indexing every sealed file and replaying its WAL; it must
+ *   serve and reach the backup's durable seq (unless `partial`: a partial
+ *   restore keeps some records only).
+ * - light (restore): every object was checked against its SHA-256 as it was
+ *   read; each shard's manifest must parse, list exactly the files the
+ *   backup holds with those hashes, and every WAL frame must be whole. The
+ *   node's own open does the indexing at its start, so a restore does not do
+ *   it twice. Backups from before record counts were kept get the deep check.
+ */
+export async function checkRestored(
+  fs: FileSystem,
+  manifest: BackupManifest,
+  dir: string,
+  log: Logger,
+  options: { partial?: boolean; deep?: boolean; extraRecords?: Map<number, number> } = {},
+): Promise<number> {
   let records = 0;
   for (const shard of manifest.shards) {
+    const shardDir = join(dir, 'shards', String(shard.shard));
+    if (!options.deep && shard.records !== undefined) {
+      records += shard.records + (options.extraRecords?.get(shard.shard) ?? 0);
+      await checkShardFiles(fs, manifest, shard, shardDir);
+      continue;
+    }
     const store = await ShardStore.open({
-      dir: join(dir, 'shards', String(shard.shard)),
+      dir: shardDir,
       shard: shard.shard,
       nodeId: manifest.node.node_id,
       now: Date.now,
@@ -146,13 +239,40 @@ async function checkRestored(fs: FileSystem, manifest: BackupManifest, dir: stri
     });
     try {
       if (store.health.state !== 'serving') throw new BackupError(`shard ${shard.shard} of backup ${manifest.backup_id} does not open: ${store.health.reason}`);
-      if (store.durableSeq < shard.durable_seq) throw new BackupError(`shard ${shard.shard} of backup ${manifest.backup_id} ends at seq ${store.durableSeq}, not ${shard.durable_seq}`);
+      if (!options.partial && store.durableSeq < shard.durable_seq) throw new BackupError(`shard ${shard.shard} of backup ${manifest.backup_id} ends at seq ${store.durableSeq}, not ${shard.durable_seq}`);
       records += store.index.size;
     } finally {
       await store.close();
     }
   }
   return records;
+}
+
+/** The light check of one restored shard (see checkRestored). */
+async function checkShardFiles(fs: FileSystem, manifest: BackupManifest, shard: ShardBackup, shardDir: string): Promise<void> {
+  const where = `shard ${shard.shard} of backup ${manifest.backup_id}`;
+  let listed;
+  try {
+    listed = (await readManifest(fs, shardDir, shard.shard)).manifest;
+  } catch (error) {
+    throw new BackupError(`${where}: ${(error as Error).message}`, { cause: error });
+  }
+  const held = new Map(shard.partitions.map((ref) => [ref.name, ref.sha256]));
+  if (listed.files.length !== held.size || listed.files.some((file) => held.get(file.name) !== file.sha256)) {
+    throw new BackupError(`${where}: its metadata.json does not list the sealed files the backup holds`);
+  }
+  const heldRollups = new Map((shard.rollups ?? []).map((ref) => [ref.name, ref.sha256]));
+  const listedRollups = listed.rollups ?? [];
+  if (listedRollups.length !== heldRollups.size || listedRollups.some((file) => heldRollups.get(file.name) !== file.sha256)) {
+    throw new BackupError(`${where}: its metadata.json does not list the rollup files the backup holds`);
+  }
+  let lastSeq = listed.sealed_seq;
+  for (const name of (await fs.readdir(join(shardDir, 'wal'))).sort()) {
+    const scan = scanSegment(await fs.readFile(join(shardDir, 'wal', name)));
+    if (scan.tail.kind !== 'clean') throw new BackupError(`${where}: WAL ${name} is damaged at byte ${scan.validBytes}`);
+    for (const entry of scan.entries) lastSeq = Math.max(lastSeq, entry.seq);
+  }
+  if (lastSeq < shard.durable_seq) throw new BackupError(`${where} ends at seq ${lastSeq}, not ${shard.durable_seq}`);
 }
 
 export interface VerifyReport {
@@ -167,7 +287,7 @@ export interface VerifyReport {
 /** Re-reads every object of a backup, then test-restores it into a temporary directory. */
 export async function verifyBackup(store: BackupStore, fs: FileSystem, backupId: string, log: Logger): Promise<VerifyReport> {
   const manifest = await store.manifest(backupId);
-  const refs = [manifest.node_json, ...manifest.shards.flatMap((shard) => [shard.metadata, ...shard.partitions, ...shard.wal])];
+  const refs = [manifest.node_json, ...manifest.shards.flatMap(refsOf)];
   const problems: string[] = [];
   for (const ref of refs) {
     try {
@@ -181,7 +301,7 @@ export async function verifyBackup(store: BackupStore, fs: FileSystem, backupId:
     const dir = join(tmpdir(), `usage-tracker-verify-${randomBytes(6).toString('hex')}`);
     try {
       await materialise(store, fs, manifest, dir);
-      records = await checkRestored(fs, manifest, dir, log);
+      records = await checkRestored(fs, manifest, dir, log, { deep: true });
     } catch (error) {
       problems.push((error as Error).message);
     } finally {
@@ -189,23 +309,4 @@ export async function verifyBackup(store: BackupStore, fs: FileSystem, backupId:
     }
   }
   return { backup_id: backupId, valid: problems.length === 0, objects: refs.length, records, problems };
-}
-
-/**
- * Restores a backup into `targetDir`, which must not exist: written beside
- * it, checked by opening every shard, then renamed into place.
- */
-export async function restoreBackup(store: BackupStore, fs: FileSystem, backupId: string, targetDir: string, log: Logger): Promise<{ backup_id: string; target_dir: string; records: number }> {
-  if (await fs.exists(targetDir)) throw new BackupError(`${targetDir} exists; restore into a new directory, then point data_dir at it`);
-  const manifest = await store.manifest(backupId);
-  const staging = `${targetDir}.restoring-${randomBytes(4).toString('hex')}`;
-  try {
-    await materialise(store, fs, manifest, staging);
-    const records = await checkRestored(fs, manifest, staging, log);
-    await fs.rename(staging, targetDir);
-    return { backup_id: backupId, target_dir: targetDir, records };
-  } catch (error) {
-    await rm(staging, { recursive: true, force: true });
-    throw error;
-  }
 }

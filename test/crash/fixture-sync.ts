@@ -21,6 +21,8 @@ export function syncCrashConfig(dataDir: string, postgresUrl: string, schema: st
     text: `storage:\n  memtable_records_max: 400\nbackends:\n  postgres:\n    url: ${postgresUrl}\n    schema: ${schema}\n    window_ms: 10\n    batch_records_max: 150\n    retry_base_ms: 50\n    retry_max_ms: 500\n`,
     env: {
       USAGE_TRACKER_DATA_DIR: dataDir,
+      // Backups and the WAL archive beside the data directory, never in the working directory.
+      USAGE_TRACKER_BACKUP_DIR: `${dataDir}-backups`,
       USAGE_TRACKER_TRANSPORT: 'embedded',
       USAGE_TRACKER_NATS_URL: 'nats://127.0.0.1:1',
       USAGE_TRACKER_SHARDS: '4',

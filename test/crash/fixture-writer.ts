@@ -51,6 +51,8 @@ export function crashConfig(dataDir: string): Config {
     text: `storage:\n  memtable_records_max: ${MEMTABLE_RECORDS_MAX}\n`,
     env: {
       USAGE_TRACKER_DATA_DIR: dataDir,
+      // Backups and the WAL archive beside the data directory, never in the working directory.
+      USAGE_TRACKER_BACKUP_DIR: `${dataDir}-backups`,
       USAGE_TRACKER_TRANSPORT: 'embedded',
       USAGE_TRACKER_NATS_URL: 'nats://127.0.0.1:1',
       USAGE_TRACKER_SHARDS: '4',

@@ -455,7 +455,10 @@ t.test(`SIGKILL while ingesting, ${ROUNDS} rounds on one data directory (seed ${
   };
   t.teardown(async () => {
     await Promise.all([...live].map((fixture) => fixture.kill()));
-    if (t.passing()) rmSync(dataDir, { recursive: true, force: true });
+    if (t.passing()) {
+      rmSync(dataDir, { recursive: true, force: true });
+      rmSync(`${dataDir}-backups`, { recursive: true, force: true });
+    }
     else t.comment(`data directory kept for inspection: ${dataDir}`);
   });
   const started = Date.now();

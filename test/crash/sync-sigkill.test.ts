@@ -34,6 +34,7 @@ t.test(`SIGKILL in the middle of sync, ${ROUNDS} times: the mirror ends equal to
   const admin = new pg.Pool({ connectionString: POSTGRES_URL, max: 2 });
   t.teardown(async () => {
     rmSync(dataDir, { recursive: true, force: true });
+    rmSync(`${dataDir}-backups`, { recursive: true, force: true });
     await admin.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`).catch(() => undefined);
     await admin.end();
   });

@@ -51,6 +51,8 @@ export async function startTestNode(yaml = '', env: Record<string, string> = {},
       USAGE_TRACKER_TRANSPORT: 'nats',
       USAGE_TRACKER_NATS_URL: NATS_URL,
       USAGE_TRACKER_DATA_DIR: dataDir,
+      // Backups and the WAL archive beside the data directory, never in the working directory.
+      USAGE_TRACKER_BACKUP_DIR: `${dataDir}-backups`,
       ...env,
     },
   });
@@ -76,7 +78,10 @@ export async function startTestNode(yaml = '', env: Record<string, string> = {},
     async stop() {
       await node.stop();
       await client.drain();
-      if (!options.keepData) rmSync(dataDir, { recursive: true, force: true });
+      if (!options.keepData) {
+        rmSync(dataDir, { recursive: true, force: true });
+        rmSync(`${dataDir}-backups`, { recursive: true, force: true });
+      }
     },
   };
 }

@@ -135,8 +135,12 @@ t.test('backup commands refuse bad input clearly', async (t) => {
     ['unknown id', 'admin.backup.verify', { backup_id: '20200101T000000000Z-full' }, 'E_NOT_FOUND', undefined, /no backup 20200101T000000000Z-full/],
     ['missing target', 'admin.backup.restore', { backup_id: '20200101T000000000Z-full' }, 'E_VALIDATION', 'target_dir'],
     ['control characters', 'admin.backup.restore', { backup_id: '20200101T000000000Z-full', target_dir: '/tmp/a\u0000b' }, 'E_VALIDATION', 'target_dir'],
-    ['point in time', 'admin.backup.restore', { backup_id: '20200101T000000000Z-full', target_dir: '/tmp/x', to_time: Date.now() }, 'E_VALIDATION', 'to_time', /point-in-time restore is not available/],
-    ['partial', 'admin.backup.restore', { backup_id: '20200101T000000000Z-full', target_dir: '/tmp/x', user_id: 'u' }, 'E_VALIDATION', 'user_id', /partial restore is not available/],
+    ['neither id nor time', 'admin.backup.restore', { target_dir: '/tmp/x' }, 'E_VALIDATION', 'backup_id', /give backup_id, to_time, or both/],
+    ['time of wrong type', 'admin.backup.restore', { to_time: { at: 1 }, target_dir: '/tmp/x' }, 'E_VALIDATION', 'to_time'],
+    ['time not a date', 'admin.backup.restore', { to_time: 'yesterday-ish', target_dir: '/tmp/x' }, 'E_VALIDATION', 'to_time'],
+    ['user id too long', 'admin.backup.restore', { backup_id: '20200101T000000000Z-full', target_dir: '/tmp/x', user_id: 'u'.repeat(100_000) }, 'E_VALIDATION', 'user_id'],
+    ['range backwards', 'admin.backup.restore', { backup_id: '20200101T000000000Z-full', target_dir: '/tmp/x', from: Date.UTC(2026, 1, 2), to: Date.UTC(2026, 1, 1) }, 'E_VALIDATION', 'from', /from must not be after to/],
+    ['no backup before the time', 'admin.backup.restore', { to_time: '2001-01-01T00:00:00Z', target_dir: join(tmpdir(), `usage-tracker-never-${process.pid}`) }, 'E_NOT_FOUND', undefined, /no backups in .* yet/],
   ];
   for (const [label, endpoint, body, code, field, message] of cases) {
     const reply = await node.call(endpoint, body);
@@ -161,13 +165,24 @@ t.test('the CLI takes, lists, verifies and restores backups', async (t) => {
   t.equal(created.code, 0, created.stderr);
   const id = /backup (\S+) \(full\)/.exec(created.stdout)?.[1];
   t.ok(id, created.stdout);
-  t.match((await cli(['backup', 'list'], prefix)).stdout, new RegExp(`\\| ${id} \\| full`));
+  const listedCli = (await cli(['backup', 'list'], prefix)).stdout;
+  t.match(listedCli, new RegExp(`\\| ${id} \\| full`));
+  t.match(listedCli, /WAL archive: every 30 s; recovery point (none yet|\d{4}-\d\d-\d\dT)/);
   const verified = await cli(['backup', 'verify', id!], prefix);
   t.match(verified.stdout, /good: \d+ objects re-read, test restore serves 120 records/);
+  t.match(verified.stdout, /WAL archive after it: replays with no gap/);
   const target = join(restoreRoot, 'data');
   const restored = await cli(['backup', 'restore', id!, '--target', target], prefix);
   t.equal(restored.code, 0, restored.stderr);
-  t.match(restored.stdout, /restored into .* \(120 records, every shard opened and checked\)/);
+  t.match(restored.stdout, /restored into .*: 120 records, every shard opened and checked/);
+  const asOf = await cli(['backup', 'restore', '--to-time', new Date().toISOString(), '--user-id', 'user-4', '--target', join(restoreRoot, 'pitr')], prefix);
+  t.equal(asOf.code, 0, asOf.stderr);
+  t.match(asOf.stdout, /restored into .*: 13 records/);
+  t.match(asOf.stdout, /as of: +\S+ \(\d+ archived WAL entries replayed; archive reaches \S+\)/);
+  t.match(asOf.stdout, /only: +user_id user-4/);
+  const neither = await cli(['backup', 'restore', '--target', join(restoreRoot, 'neither')], prefix);
+  t.equal(neither.code, 1);
+  t.match(neither.stderr, /E_VALIDATION: backup_id: give backup_id, to_time, or both/);
   const bad = await cli(['backup', 'create', '--kind', 'weekly'], prefix);
   t.equal(bad.code, 1);
   t.match(bad.stderr, /E_VALIDATION: kind: must be full, incremental or differential/);

@@ -1,0 +1,70 @@
+// One round of continuous WAL archiving (src/backup/wal-archive.ts): for
+// each shard, the durable WAL entries after what the archive holds are
+// written as a chunk, then the shard may drop the retired segments the
+// archive now covers. Run every `backup.wal_archive_interval_s` by the
+// BackupActor, so the recovery point trails the newest acknowledged write
+// by at most about one interval plus a round.
+
+import type { Logger } from '../log.js';
+import { scanSegment, type WalEntry } from '../storage/wal.js';
+import type { ArchiveState, WalArchive } from './wal-archive.js';
+
+/** Most entries in one chunk, so that no round builds one unbounded buffer. */
+export const CHUNK_ENTRIES_MAX = 50_000;
+
+export interface ArchiveSource {
+  shards: number;
+  /** The shard's durable WAL bytes not yet confirmed archived (retired segments, then live ones). */
+  walSince(shard: number): Promise<{ segments: { name: string; data: Uint8Array }[]; durableSeq: number }>;
+  /** Tells the shard the archive holds everything up to `seq`. */
+  walArchived(shard: number, seq: number): Promise<void>;
+  now(): number;
+  log: Logger;
+}
+
+export interface RoundReport {
+  entries: number;
+  chunks: number;
+  shards: { shard: number; archived_seq: number; archived_at: string; entries: number; superseded?: string }[];
+}
+
+export async function archiveRound(archive: WalArchive, source: ArchiveSource, previous: ArchiveState | undefined): Promise<RoundReport> {
+  const report: RoundReport = { entries: 0, chunks: 0, shards: [] };
+  const state: ArchiveState = { updated_at: '', shards: { ...(previous?.shards ?? {}) } };
+  for (let shard = 0; shard < source.shards; shard++) {
+    // Everything acknowledged before this moment is durable, so in what walSince returns.
+    const at = source.now();
+    const { segments, durableSeq } = await source.walSince(shard);
+    let archived = await archive.archivedSeq(shard);
+    let superseded: string | undefined;
+    if (durableSeq < archived) {
+      // This data directory is behind its archive (restored from a backup): the old line of history is kept aside.
+      superseded = await archive.supersede(shard, at);
+      source.log.warn({ shard, durable_seq: durableSeq, archived_seq: archived, moved_to: superseded }, 'the data directory is behind its WAL archive (a restore?); the archive of this shard starts over');
+      archived = 0;
+    }
+    const fresh: WalEntry[] = [];
+    for (const segment of segments) {
+      const scan = scanSegment(segment.data, (entry) => {
+        if (entry.seq > archived && entry.seq <= durableSeq && entry.seq > (fresh.at(-1)?.seq ?? 0)) fresh.push(entry);
+      });
+      // Durable bytes only were handed over: anything but a clean scan is damage the shard itself will report.
+      if (scan.tail.kind === 'corrupt') throw new Error(`shard ${shard}: WAL ${segment.name} is damaged at byte ${scan.tail.offset}; not archived`);
+    }
+    if (archived > 0 && fresh.length > 0 && fresh[0]!.seq !== archived + 1) {
+      source.log.error({ shard, archived_seq: archived, next_seq: fresh[0]!.seq }, 'WAL entries after the archive are gone (archiving was off?); point-in-time restore across this gap will refuse');
+    }
+    for (let start = 0; start < fresh.length; start += CHUNK_ENTRIES_MAX) {
+      const chunk = await archive.append(shard, fresh.slice(start, start + CHUNK_ENTRIES_MAX));
+      archived = chunk.last;
+      report.chunks++;
+    }
+    await source.walArchived(shard, archived);
+    report.entries += fresh.length;
+    state.shards[String(shard)] = { archived_seq: archived, archived_at: new Date(at).toISOString() };
+    report.shards.push({ shard, archived_seq: archived, archived_at: new Date(at).toISOString(), entries: fresh.length, ...(superseded ? { superseded } : {}) });
+  }
+  state.updated_at = new Date(source.now()).toISOString();
+  await archive.writeState(state);
+  return report;
+}
