@@ -5,7 +5,8 @@
 import { ProtocolError } from '../protocols/errors.js';
 import type { ProtocolLimits } from '../protocols/limits.js';
 import { recordValidator } from '../protocols/record.js';
-import { requestSchemas, validateRequest, type BackupKind, type SyncBackend } from '../protocols/requests.js';
+import { requestSchemas, validateRequest, type BackupKind, type BackupRestoreRequest, type SyncBackend } from '../protocols/requests.js';
+import type { MigrationApplyRequest, MigrationRollbackRequest } from '../protocols/requests.js';
 import type { EndpointHandlers, EndpointReply } from './gateway.js';
 import type { PatternApi } from './pattern-api.js';
 import type { StorageApi } from './storage-api.js';
@@ -26,14 +27,23 @@ export interface EndpointDependencies {
   /** The BackupActor. */
   backup: BackupApi;
   /** The MigrationActor: where each target stands. */
-  migration: { status(): Promise<Record<string, unknown>>; plan(): Promise<Record<string, unknown>> };
+  migration: MigrationApi;
+  /** The RetentionActor: run (or dry-run) the policies now; where it stands. */
+  retention: { run(dryRun: boolean): Promise<Record<string, unknown>>; status(): Promise<Record<string, unknown>> };
+}
+
+export interface MigrationApi {
+  status(): Promise<Record<string, unknown>>;
+  plan(): Promise<Record<string, unknown>>;
+  apply(request: MigrationApplyRequest): Promise<Record<string, unknown>>;
+  rollback(request: MigrationRollbackRequest): Promise<Record<string, unknown>>;
 }
 
 export interface BackupApi {
   create(kind: BackupKind): Promise<Record<string, unknown>>;
   list(): Promise<Record<string, unknown>>;
   verify(backupId: string): Promise<Record<string, unknown>>;
-  restore(backupId: string, targetDir: string): Promise<Record<string, unknown>>;
+  restore(request: BackupRestoreRequest): Promise<Record<string, unknown>>;
 }
 
 export interface SyncApi {
@@ -119,16 +129,28 @@ export function endpointHandlers(deps: EndpointDependencies): EndpointHandlers {
       return { ok: true, ...(await deps.backup.verify(check(schemas.backupVerify, body).backup_id)) };
     },
     async 'admin.backup.restore'(body) {
-      const request = check(schemas.backupRestore, body);
-      return { ok: true, ...(await deps.backup.restore(request.backup_id, request.target_dir)) };
+      return { ok: true, ...(await deps.backup.restore(check(schemas.backupRestore, body))) };
     },
     async 'admin.migration.status'(body) {
       check(schemas.adminStatus, body);
       return { ok: true, ...(await deps.migration.status()) };
     },
+    async 'admin.retention.run'(body) {
+      return { ok: true, ...(await deps.retention.run(check(schemas.retentionRun, body).dry_run)) };
+    },
+    async 'admin.retention.status'(body) {
+      check(schemas.retentionStatus, body);
+      return { ok: true, ...(await deps.retention.status()) };
+    },
     async 'admin.migration.plan'(body) {
       check(schemas.adminStatus, body);
       return { ok: true, ...(await deps.migration.plan()) };
+    },
+    async 'admin.migration.apply'(body) {
+      return { ok: true, ...(await deps.migration.apply(check(schemas.migrationApply, body))) };
+    },
+    async 'admin.migration.rollback'(body) {
+      return { ok: true, ...(await deps.migration.rollback(check(schemas.migrationRollback, body))) };
     },
     async 'admin.sync.verify'(body) {
       const request = check(schemas.syncVerify, body);

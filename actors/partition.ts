@@ -16,6 +16,8 @@ import { createShardPageSelection } from '../src/query/records.js';
 import { ShardStore, type NewRecord, type WriteResult } from '../src/storage/shard-store.js';
 import { WalFailure } from '../src/storage/wal.js';
 import { leafOf, ShardDigest } from '../src/sync/merkle.js';
+import { runShardRetention, type ShardRetentionInput } from '../src/retention/shard-run.js';
+import { dropShardUndo, hasShardUndo, restoreShardUndo, rewriteShard } from '../src/migration/shard-rewrite.js';
 
 export type PartitionMessage =
   | { type: 'write'; records: NewRecord[] }
@@ -26,8 +28,13 @@ export type PartitionMessage =
   | { type: 'changes'; from_seq: number; limit: number }
   | { type: 'digest' }
   | { type: 'snapshot' }
+  | { type: 'wal_since' }
+  | { type: 'wal_archived'; through_seq: number }
   | { type: 'bucket_records'; day: string; buckets: number[] }
   | { type: 'seal' }
+  | { type: 'retention'; input: ShardRetentionInput }
+  | { type: 'migrate_storage'; to: number; file_delay_ms?: number }
+  | { type: 'migration_finish'; outcome: 'commit' | 'undo' }
   | { type: 'tick' }
   | { type: 'status' };
 
@@ -49,6 +56,8 @@ export interface PartitionOptions {
   memtableRecordsMax: number;
   cacheBytesMax: number;
   sealIntervalMs: number;
+  /** Keep retired WAL segments until the archiver confirms them (backup.wal_archive). */
+  walArchive: boolean;
   /** This actor's own ref, for timers that must go through the mailbox. */
   self?: () => ActorRef<PartitionMessage, PartitionReply>;
   /** Receives the shard's status function, for the node's status tree. */
@@ -92,9 +101,16 @@ export async function partitionBehavior(options: PartitionOptions, ctx: ActorCon
       log: ctx.log,
       memtableRecordsMax: options.memtableRecordsMax,
       cacheBytesMax: options.cacheBytesMax,
+      walArchive: options.walArchive,
     });
   let store = await open();
   options.publishStatus?.(() => store.status());
+  /**
+   * While a migration has rewritten this shard and not yet committed or rolled
+   * back (its undo exists), nothing seals: a rollback puts the old manifest back,
+   * and a seal meanwhile would have trimmed WAL frames that manifest does not cover.
+   */
+  let migrationHold = await hasShardUndo(options.fs, options.dir);
   let sealDue = false;
   let sealTimer = ctx.clock.setTimer(options.sealIntervalMs, onSealTimer);
   function onSealTimer(): void {
@@ -114,7 +130,7 @@ export async function partitionBehavior(options: PartitionOptions, ctx: ActorCon
    * for the next interval.
    */
   const sealIfDue = async () => {
-    if (store.health.state !== 'serving') return;
+    if (store.health.state !== 'serving' || migrationHold) return;
     if (!store.needsSeal() && !(sealDue && store.memtable.size > 0)) return;
     sealDue = false;
     try {
@@ -147,6 +163,8 @@ export async function partitionBehavior(options: PartitionOptions, ctx: ActorCon
         case 'aggregate': {
           const aggregator = createAggregator(message.query);
           store.aggregate(message.query, (record) => void aggregator.add(record));
+          // Records retention rolled up answer through their rollup rows (src/retention/rollup.ts).
+          for (const rows of store.rollups.values()) for (const row of rows) aggregator.addRollup(row);
           return { partial: aggregator.partial() };
         }
         case 'records': {
@@ -162,13 +180,66 @@ export async function partitionBehavior(options: PartitionOptions, ctx: ActorCon
         case 'snapshot':
           // Awaited in the mailbox on purpose: no write, seal or WAL trim may run while the copy is taken.
           return store.snapshot();
+        case 'wal_since':
+          // In the mailbox, like a snapshot: no seal may retire a segment while it is read.
+          return store.walSince();
+        case 'wal_archived':
+          return { removed: await store.walArchived(message.through_seq) };
         case 'digest':
           // Anti-entropy reads the whole shard: beside the writes, like the change feed.
           return later(shardDigest(store));
         case 'bucket_records':
           return later(bucketRecords(store, message.day, message.buckets));
         case 'seal':
+          if (migrationHold) throw new ProtocolError('E_CONFLICT', `shard ${options.shard}: a migration holds sealing until it commits or rolls back`);
           return store.seal();
+        case 'retention': {
+          // In the mailbox: the plan is made and committed on a shard nothing else writes meanwhile (src/retention/shard-run.ts).
+          if (migrationHold) throw new ProtocolError('E_CONFLICT', `shard ${options.shard}: a migration holds the shard until it commits or rolls back`);
+          let outcome;
+          try {
+            outcome = await runShardRetention(store, message.input, ctx.log);
+          } catch (error) {
+            if (error instanceof WalFailure) throw walCrash(error, options.shard);
+            if (!message.input.dry_run) {
+              // Nothing was committed, or it was and the old files linger: either way the disk says which, so read it again.
+              await store.close().catch(() => undefined);
+              store = await open();
+            }
+            throw error;
+          }
+          if (outcome.committed) {
+            await store.close();
+            store = await open();
+          }
+          return { ...outcome };
+        }
+        case 'migrate_storage': {
+          // In the mailbox: nothing else touches the shard while its files are rewritten. The shard reopens on the new manifest.
+          if (store.health.state !== 'serving') throw new ProtocolError('E_UNAVAILABLE', `shard ${options.shard} refuses to serve: ${store.health.reason}`);
+          migrationHold = true;
+          const { report } = await rewriteShard({
+            fs: options.fs,
+            dir: options.dir,
+            shard: options.shard,
+            manifest: store.manifest,
+            to: message.to,
+            ...(message.file_delay_ms !== undefined ? { fileDelayMs: message.file_delay_ms } : {}),
+          });
+          await store.close();
+          store = await open();
+          return { ...report, health: store.health.state, format_version: store.manifest.format_version };
+        }
+        case 'migration_finish': {
+          if (message.outcome === 'commit') await dropShardUndo(options.fs, options.dir);
+          else {
+            await store.close();
+            await restoreShardUndo(options.fs, options.dir);
+            store = await open();
+          }
+          migrationHold = false;
+          return { health: store.health.state, format_version: store.manifest.format_version };
+        }
         case 'tick':
           await sealIfDue();
           return store.status();

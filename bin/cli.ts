@@ -12,6 +12,8 @@ import { start, status } from './commands/node.js';
 import { runQuery } from './commands/query.js';
 import { backupCreate, backupList, backupRestore, backupVerify } from './commands/backup.js';
 import { conflicts, resolveConflict, resync, syncStatus, verify } from './commands/sync.js';
+import { migrationApply, migrationPlan, migrationRollback, migrationStatus } from './commands/migration.js';
+import { retentionRun, retentionStatus } from './commands/retention.js';
 
 function connectionOptions(command: Command, what: string): Command {
   return command
@@ -130,10 +132,58 @@ function program(): Command {
   backupOptions(backup.command('verify').argument('<backup-id>').description('re-read every file of a backup and test-restore it')).action(async (id: string, options) => {
     process.stdout.write(await backupVerify(id, options));
   });
-  backupOptions(backup.command('restore').argument('<backup-id>').description('restore a backup into a new directory, checked before it is put in place'))
+  backupOptions(
+    backup
+      .command('restore')
+      .argument('[backup-id]', 'the backup to restore (with --to-time: the base to replay from; default the newest completed by then)')
+      .description('restore a backup, or the state at a moment, or part of either, into a new directory checked before it is put in place'),
+  )
     .requiredOption('--target <dir>', 'the new data directory (must not exist)')
-    .action(async (id: string, options) => {
+    .option('--to-time <time>', 'point in time: the state as of this moment (ISO 8601 or epoch ms), from a backup plus the archived WAL')
+    .option('--user-id <id>', "partial: this user's records only")
+    .option('--from <time>', 'partial: records with ts at or after this (ISO 8601 or epoch ms)')
+    .option('--to <time>', 'partial: records with ts before this')
+    .action(async (id: string | undefined, options) => {
       process.stdout.write(await backupRestore(id, options));
+    });
+  const retention = cli.command('retention').description('retention policies of a running node: run (or dry-run) them now, or see where they stand');
+  const retentionOptions = (command: Command) =>
+    connectionOptions(command, 'ask')
+      .addOption(new Option('--timeout <ms>', 'how long to wait for the answer').default('14400000'))
+      .option('--json', 'print the raw reply as JSON');
+  retentionOptions(retention.command('run').description('apply the policies now: per shard and policy, exact files and record counts'))
+    .option('--dry-run', 'only plan: show exactly what a run would do, change nothing')
+    .option('--quiet', 'no progress bar')
+    .action(async (options) => {
+      process.stdout.write(await retentionRun(options));
+    });
+  retentionOptions(retention.command('status').description('policies, legal holds, last and next run, mirror deletions pending')).action(async (options) => {
+    process.stdout.write(await retentionStatus(options));
+  });
+  const migration = cli.command('migration').description('storage format and PostgreSQL schema migrations: status, plan, apply, rollback');
+  const migrationOptions = (command: Command) =>
+    connectionOptions(command, 'ask')
+      .addOption(new Option('--timeout <ms>', 'how long to wait for the answer').default('3600000'))
+      .option('--json', 'print the raw reply as JSON');
+  migrationOptions(migration.command('status').description('where the storage format and the mirror schema stand; a run in progress')).action(async (options) => {
+    process.stdout.write(await migrationStatus(options));
+  });
+  migrationOptions(migration.command('plan').description('the pending migrations, in the order apply would run them')).action(async (options) => {
+    process.stdout.write(await migrationPlan(options));
+  });
+  migrationOptions(migration.command('apply').description('apply pending migrations: a full backup first, then each step; rolled back automatically on failure'))
+    .option('--dry-run', 'print the exact plan (steps, files, bytes) and change nothing')
+    .option('--to <id>', 'only this migration and what it depends on')
+    .option('--quiet', 'no progress bar')
+    .action(async (options) => {
+      process.stdout.write(await migrationApply(options));
+    });
+  migrationOptions(migration.command('rollback').description('roll back the newest applied migration (a full backup first)'))
+    .option('--dry-run', 'print the exact plan and change nothing')
+    .option('--to <id>', 'roll back this migration and every applied one that depends on it')
+    .option('--quiet', 'no progress bar')
+    .action(async (options) => {
+      process.stdout.write(await migrationRollback(options));
     });
   return cli;
 }

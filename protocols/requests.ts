@@ -66,10 +66,27 @@ export interface RequestSchemas {
   backupCreate: z.ZodType<{ kind: BackupKind }>;
   backupList: z.ZodType<Record<string, never>>;
   backupVerify: z.ZodType<{ backup_id: string }>;
-  backupRestore: z.ZodType<{ backup_id: string; target_dir: string }>;
+  backupRestore: z.ZodType<BackupRestoreRequest>;
+  retentionRun: z.ZodType<RetentionRunRequest>;
+  retentionStatus: z.ZodType<Record<string, never>>;
   syncResolve: z.ZodType<SyncResolveRequest>;
   queryAnomalies: z.ZodType<AnomaliesQuery>;
+  migrationApply: z.ZodType<MigrationApplyRequest>;
+  migrationRollback: z.ZodType<MigrationRollbackRequest>;
 }
+
+/** usage.v1.admin.migration.apply: every pending migration, or `to` and what it depends on; a dry run changes nothing. */
+export interface MigrationApplyRequest {
+  dry_run: boolean;
+  to?: string;
+}
+/** usage.v1.admin.migration.rollback: the newest applied migration, or `id` and every applied one that depends on it. */
+export interface MigrationRollbackRequest {
+  dry_run: boolean;
+  id?: string;
+}
+/** A migration id: letters, digits, `_`, `-` and `.`, at most 128 characters. */
+export const MIGRATION_ID = /^[A-Za-z0-9_.-]{1,128}$/;
 
 export const PATTERN_RESULTS_MAX = 100;
 
@@ -105,8 +122,21 @@ export interface AnomaliesQuery {
 }
 
 export const SYNC_BACKENDS = ['postgres', 'chroma'] as const;
+/** usage.v1.admin.retention.run: a dry run plans and changes nothing (default false). */
+export interface RetentionRunRequest {
+  dry_run: boolean;
+}
 export const BACKUP_KINDS = ['full', 'incremental', 'differential'] as const;
 export type BackupKind = (typeof BACKUP_KINDS)[number];
+/** usage.v1.admin.backup.restore: a whole backup, a point in time (to_time), or part of either (user_id, from, to on record time). */
+export interface BackupRestoreRequest {
+  backup_id?: string;
+  to_time?: number;
+  user_id?: string;
+  from?: number;
+  to?: number;
+  target_dir: string;
+}
 /** A backup's id: its UTC time to the millisecond and its kind, so ids sort in time order. */
 export const BACKUP_ID = /^\d{8}T\d{9}Z-(full|incremental|differential)$/;
 export type SyncBackend = (typeof SYNC_BACKENDS)[number];
@@ -168,8 +198,11 @@ export function requestSchemas(limits: ProtocolLimits = DEFAULT_LIMITS, now: () 
   };
   const backend = z.enum(SYNC_BACKENDS, { error: `must be one of ${SYNC_BACKENDS.join(', ')}` });
   const backupId = z.string().regex(BACKUP_ID, 'must be a backup id such as 20261126T143000123Z-full');
+  const migrationId = z
+    .string({ error: 'must be a migration id' })
+    .max(128, 'must be at most 128 characters')
+    .regex(MIGRATION_ID, 'must be a migration id such as storage-0002_explicit_versions (letters, digits, _ - .)');
   /** A key of the protocol that this release does not serve yet: refused with a clear reason, never ignored. */
-  const notYet = (what: string) => z.undefined({ error: `${what} is not available in this release; restore a whole backup instead` }).optional();
   const shardList = z.array(z.number().int('must be a whole number').min(0, 'must not be negative').max(65_535)).min(1).max(4096).optional();
   const fromBeforeTo = (query: { from?: number | undefined; to?: number | undefined }) =>
     query.from === undefined || query.to === undefined || query.from <= query.to;
@@ -247,17 +280,21 @@ export function requestSchemas(limits: ProtocolLimits = DEFAULT_LIMITS, now: () 
       .refine(fromBeforeTo, { message: 'from must not be after to', path: ['from'] }) as z.ZodType<AnomaliesQuery>,
     backupCreate: z.object({ kind: z.enum(BACKUP_KINDS, { error: 'must be full, incremental or differential' }).default('full') }).strict(),
     backupList: z.object({}).strict() as z.ZodType<Record<string, never>>,
+    retentionRun: z.object({ dry_run: z.boolean({ error: 'must be true or false' }).default(false) }).strict() as z.ZodType<RetentionRunRequest>,
+    retentionStatus: z.object({}).strict() as z.ZodType<Record<string, never>>,
     backupVerify: z.object({ backup_id: backupId }).strict(),
     backupRestore: z
       .object({
-        backup_id: backupId,
+        backup_id: backupId.optional(),
+        to_time: timestampSchema(now).optional(),
+        user_id: id.optional(),
+        from: filters.from,
+        to: filters.to,
         target_dir: z.string().min(1, 'must not be empty').max(4096).refine(isCleanText, 'must not contain control characters'),
-        to_time: notYet('point-in-time restore'),
-        user_id: notYet('partial restore'),
-        from: notYet('partial restore'),
-        to: notYet('partial restore'),
       })
-      .strict() as z.ZodType<{ backup_id: string; target_dir: string }>,
+      .strict()
+      .refine((request) => request.backup_id !== undefined || request.to_time !== undefined, { message: 'give backup_id, to_time, or both', path: ['backup_id'] })
+      .refine(fromBeforeTo, { message: 'from must not be after to', path: ['from'] }) as z.ZodType<BackupRestoreRequest>,
     syncConflicts: z
       .object({
         backend,
@@ -275,6 +312,12 @@ export function requestSchemas(limits: ProtocolLimits = DEFAULT_LIMITS, now: () 
     syncVerify: z
       .object({ backend, repair: z.boolean({ error: 'must be true or false' }).default(true), shards: shardList })
       .strict() as z.ZodType<SyncVerifyRequest>,
+    migrationApply: z
+      .object({ dry_run: z.boolean({ error: 'must be true or false' }).default(false), to: migrationId.optional() })
+      .strict() as z.ZodType<MigrationApplyRequest>,
+    migrationRollback: z
+      .object({ dry_run: z.boolean({ error: 'must be true or false' }).default(false), id: migrationId.optional() })
+      .strict() as z.ZodType<MigrationRollbackRequest>,
   };
 }
 

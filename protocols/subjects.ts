@@ -41,6 +41,10 @@ export const ENDPOINTS = {
   'admin.backup.restore': 'admin.backup.restore',
   'admin.migration.status': 'admin.migration.status',
   'admin.migration.plan': 'admin.migration.plan',
+  'admin.migration.apply': 'admin.migration.apply',
+  'admin.migration.rollback': 'admin.migration.rollback',
+  'admin.retention.run': 'admin.retention.run',
+  'admin.retention.status': 'admin.retention.status',
 } as const;
 
 export type EndpointName = keyof typeof ENDPOINTS;

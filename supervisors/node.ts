@@ -22,13 +22,18 @@ import { ingestBehavior, type IngestMessage } from '../actors/ingest.js';
 import { partitionBehavior, type PartitionMessage, type PartitionReply } from '../actors/partition.js';
 import { backupBehavior, type BackupMessage } from '../actors/backup.js';
 import { migrationBehavior, type MigrationMessage } from '../actors/migration.js';
+import { retentionBehavior, retentionMirrors, retentionSettings, type RetentionMessage } from '../actors/retention.js';
 import { PatternApi } from '../actors/pattern-api.js';
 import type { BackupKind } from '../src/backup/store.js';
+import type { BackupRestoreRequest } from '../protocols/requests.js';
 import { StorageApi } from '../actors/storage-api.js';
 import { ChromaSearch } from '../src/sync/chroma-search.js';
 import { nodeFileSystem, type FileSystem } from '../src/ports/fs.js';
 import { loadPriceTable, type PriceTable } from '../src/pricing/price-table.js';
 import { lockDataDir, openDataDir, type DataDirLock } from '../src/storage/node-meta.js';
+import { AuditLog } from '../src/audit/audit-log.js';
+import type { Migration } from '../src/migration/entries.js';
+import { recoverMigration } from '../src/migration/journal.js';
 import { syncWiring } from './sync.js';
 import { actorChild } from './worker.js';
 import { ApiActor } from '../actors/api.js';
@@ -56,6 +61,8 @@ export interface NodeOptions {
   onFatal?: (error: unknown) => void;
   /** The filesystem under the data directory (tests inject faults here). */
   fs?: FileSystem;
+  /** The migration registry and the fixture-only pause per rewritten file (tests; default: this release's registry). */
+  migrations?: { registry?: readonly Migration[]; fileDelayMs?: number };
 }
 
 export interface StatusReply {
@@ -142,6 +149,8 @@ export async function startNode(config: Config, options: NodeOptions = {}): Prom
   let nats: NatsTransport | undefined;
   try {
     await openDataDir(fs, dataDir, { node_id: config.node.id, cluster_id: config.cluster.id, shards: config.cluster.shards }, clock.now());
+    // Before any shard opens: a migration a crash interrupted is rolled back (or, if it had committed, completed).
+    await recoverMigration({ fs, dataDir, shards: config.cluster.shards, log, audit: new AuditLog(fs, dataDir), now: clock.now() });
     prices = loadPrices(config, log);
     nats = await openNats(config, log);
   } catch (error) {
@@ -181,6 +190,7 @@ export async function startNode(config: Config, options: NodeOptions = {}): Prom
             memtableRecordsMax: config.storage.memtable_records_max,
             cacheBytesMax: Math.max(1 << 20, Math.floor(config.storage.cache_bytes_max / shardCount)),
             sealIntervalMs: config.storage.seal_interval_s * 1000,
+            walArchive: config.backup.wal_archive,
             self: () => partition(shard),
             publishStatus: (status) => shardStatus.set(shard, status),
           },
@@ -212,7 +222,27 @@ export async function startNode(config: Config, options: NodeOptions = {}): Prom
     shutdownMs: config.supervision.shutdown_ms,
     behavior: (ctx) =>
       backupBehavior(
-        { fs, dataDir, targetDir: resolve(config.backup.target_dir), shards: shardCount, partition, snapshotTimeoutMs: config.limits.query_timeout_ms },
+        {
+          fs,
+          dataDir,
+          targetDir: resolve(config.backup.target_dir),
+          nodeId: config.node.id,
+          shards: shardCount,
+          partition,
+          snapshotTimeoutMs: config.limits.query_timeout_ms,
+          ...(config.backup.wal_archive ? { walArchiveIntervalMs: config.backup.wal_archive_interval_s * 1000 } : {}),
+          ...(config.backup.schedule
+            ? {
+                schedule: {
+                  fullIntervalMs: config.backup.full_interval_hours * 3_600_000,
+                  incrementalIntervalMs: config.backup.incremental_interval_hours * 3_600_000,
+                  keepDays: config.retention.backups_days,
+                  checkIntervalMs: 60_000,
+                },
+              }
+            : {}),
+          self: () => backupRef,
+        },
         ctx,
       ),
   });
@@ -223,7 +253,18 @@ export async function startNode(config: Config, options: NodeOptions = {}): Prom
     create: (kind: BackupKind) => backupAsk({ type: 'create', kind }),
     list: () => backupAsk({ type: 'list' }),
     verify: (backupId: string) => backupAsk({ type: 'verify', backup_id: backupId }),
-    restore: (backupId: string, targetDir: string) => backupAsk({ type: 'restore', backup_id: backupId, target_dir: resolve(targetDir) }),
+    restore: (request: BackupRestoreRequest) =>
+      backupAsk({
+        type: 'restore',
+        request: {
+          targetDir: resolve(request.target_dir),
+          ...(request.backup_id !== undefined ? { backupId: request.backup_id } : {}),
+          ...(request.to_time !== undefined ? { toTime: request.to_time } : {}),
+          ...(request.user_id !== undefined ? { userId: request.user_id } : {}),
+          ...(request.from !== undefined ? { from: request.from } : {}),
+          ...(request.to !== undefined ? { to: request.to } : {}),
+        },
+      }),
   };
   const migrationChild = actorChild<MigrationMessage, unknown>({
     id: 'migration',
@@ -234,8 +275,16 @@ export async function startNode(config: Config, options: NodeOptions = {}): Prom
         {
           fs,
           dataDir,
+          shards: shardCount,
           postgres: config.backends.postgres ? { url: config.backends.postgres.url, schema: config.backends.postgres.schema } : undefined,
           connectTimeoutMs: 5000,
+          // A shard's rewrite reads and writes all its sealed files: an hour before the runner gives up on it.
+          shard: (shard, message) =>
+            partition(shard).ask(message, { timeoutMs: message.type === 'status' ? config.limits.ask_timeout_ms : 3_600_000, caller: `MigrationActor (${message.type})` }) as Promise<Record<string, unknown>>,
+          backup: async () => ({ backup_id: String((await backupAsk({ type: 'create', kind: 'full' })).backup_id) }),
+          audit: new AuditLog(fs, dataDir),
+          ...(options.migrations?.registry ? { registry: options.migrations.registry } : {}),
+          ...(options.migrations?.fileDelayMs !== undefined ? { fileDelayMs: options.migrations.fileDelayMs } : {}),
         },
         ctx,
       ),
@@ -244,6 +293,34 @@ export async function startNode(config: Config, options: NodeOptions = {}): Prom
   const migration = {
     status: () => migrationRef.ask({ type: 'status' }, { timeoutMs: config.limits.query_timeout_ms, caller: 'admin.migration.status' }),
     plan: () => migrationRef.ask({ type: 'plan' }, { timeoutMs: config.limits.query_timeout_ms, caller: 'admin.migration.plan' }),
+    /** A run rewrites every sealed file: an hour before an admin call gives up (status shows its progress meanwhile). */
+    apply: (request: { dry_run: boolean; to?: string | undefined }) => migrationRef.ask({ type: 'apply', ...request }, { timeoutMs: 3_600_000, caller: 'admin.migration.apply' }),
+    rollback: (request: { dry_run: boolean; id?: string | undefined }) => migrationRef.ask({ type: 'rollback', ...request }, { timeoutMs: 3_600_000, caller: 'admin.migration.rollback' }),
+  };
+  const retentionRef = system.ref<RetentionMessage, Record<string, unknown>>(`${config.node.id}/maintenance/retention`);
+  const retentionChild = actorChild<RetentionMessage, unknown>({
+    id: 'retention',
+    mailboxCapacity: 64,
+    shutdownMs: config.supervision.shutdown_ms,
+    behavior: (ctx) =>
+      retentionBehavior(
+        {
+          fs,
+          dataDir,
+          shards: shardCount,
+          partition,
+          settings: retentionSettings(config),
+          mirrors: retentionMirrors(config, system, sync.api.configured()),
+          // A shard's run reads all its sealed files and may rewrite them.
+          shardTimeoutMs: 3_600_000,
+          self: () => retentionRef,
+        },
+        ctx,
+      ),
+  });
+  const retention = {
+    run: (dryRun: boolean) => retentionRef.ask({ type: 'run', dry_run: dryRun, trigger: 'admin' }, { timeoutMs: 3_600_000 * 4, caller: 'admin.retention.run' }),
+    status: () => retentionRef.ask({ type: 'status' }, { timeoutMs: config.limits.query_timeout_ms, caller: 'admin.retention.status' }),
   };
   const patterns = new PatternApi({
     storage,
@@ -264,6 +341,7 @@ export async function startNode(config: Config, options: NodeOptions = {}): Prom
         patterns,
         backup,
         migration,
+        retention,
       });
       const actor = new ApiActor({
         gateway: new Gateway(handlers, limitsOf(config), ctx.log),
@@ -287,7 +365,7 @@ export async function startNode(config: Config, options: NodeOptions = {}): Prom
       supervisorChild('shards', partitions, flags),
       supervisorChild('ingest', ingestPool, flags),
       supervisorChild('sync', sync.children, flags),
-      supervisorChild('maintenance', [backupChild, migrationChild], flags),
+      supervisorChild('maintenance', [backupChild, migrationChild, retentionChild], flags),
       api,
     ],
     onExit: (reason: ExitReason) => {

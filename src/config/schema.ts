@@ -6,6 +6,7 @@ import { z } from 'zod';
 import { DEFAULT_LIMITS } from '../../protocols/limits.js';
 import { isValidNodeId, isValidSubjectPrefix } from '../../protocols/subjects.js';
 import { CONFLICT_STRATEGIES, SOURCES } from '../sync/conflicts.js';
+import { retentionPolicyKeys } from '../retention/config.js';
 
 const positiveInt = (max: number) => z.number().int('must be a whole number').min(1, 'must be at least 1').max(max, `must be at most ${max}`);
 const nonNegativeInt = (max: number) => z.number().int('must be a whole number').min(0, 'must not be negative').max(max, `must be at most ${max}`);
@@ -119,6 +120,7 @@ export const configSchema = z
         audit_logs_days: days.default(2555),
         backups_days: days.default(30),
         temp_days: days.default(1),
+        ...retentionPolicyKeys,
       })
       .strict()
       .prefault({}),
@@ -127,7 +129,11 @@ export const configSchema = z
         target_dir: z.string().min(1).default('./backups'),
         full_interval_hours: positiveInt(24 * 365).default(24 * 7),
         incremental_interval_hours: positiveInt(24 * 365).default(24),
-        wal_archive_interval_s: positiveInt(3600).default(60),
+        /** Scheduled full and incremental backups at the intervals above. */
+        schedule: z.boolean().default(true),
+        /** Continuous archiving of WAL segments into target_dir/wal, for point-in-time restore. */
+        wal_archive: z.boolean().default(true),
+        wal_archive_interval_s: positiveInt(60).default(30),
       })
       .strict()
       .prefault({}),

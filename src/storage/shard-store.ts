@@ -18,7 +18,8 @@ import { partitionName, readPartition, writePartition, type PartitionEntry } fro
 import { ColumnIndex, type RowView } from './columns.js';
 import { IdIndex } from './id-index.js';
 import { recoverShard } from './recover.js';
-import { encodeFrames, segmentName, WalWriter, type WalEntry } from './wal.js';
+import type { RollupRow } from '../retention/rollup.js';
+import { encodeFrames, segmentFirstSeq, segmentName, WalWriter, type WalEntry } from './wal.js';
 
 export interface ShardOptions {
   dir: string;
@@ -34,6 +35,11 @@ export interface ShardOptions {
   memtableRecordsMax: number;
   /** Bound of the decoded-partition cache, in bytes (estimated). */
   cacheBytesMax: number;
+  /**
+   * Keep WAL segments a seal retires in `wal-pending/` until the archiver
+   * has copied them (`walArchived`), instead of deleting them at once.
+   */
+  walArchive?: boolean;
 }
 
 export type NewRecord = Omit<StoredRecord, 'version' | 'shard' | 'seq' | 'vv' | 'updated_at'>;
@@ -81,6 +87,8 @@ export class ShardStore {
   health: Health;
   private writer: WalWriter | undefined;
   private readonly cache: LRUCache<string, Map<string, StoredRecord>>;
+  /** Retention's rollup rows by rollup file name (manifest `rollups`), loaded at open. */
+  rollups = new Map<string, RollupRow[]>();
 
   private constructor(
     readonly options: ShardOptions,
@@ -99,6 +107,11 @@ export class ShardStore {
 
   get partitionDir(): string {
     return join(this.options.dir, 'partitions');
+  }
+
+  /** Retired WAL segments not yet archived (only with `walArchive`). */
+  get walPendingDir(): string {
+    return join(this.options.dir, 'wal-pending');
   }
 
   get durableSeq(): number {
@@ -437,12 +450,14 @@ export class ShardStore {
     const entries: PartitionEntry[] = [];
     const parts: StoredRecord[][] = [];
     for (const [day, slots] of [...byDay].sort(([a], [b]) => a.localeCompare(b))) {
-      let n = this.manifest.files.filter((file) => file.day === day).length;
+      // One past the highest number of the day: retention may have dropped or renumbered some, so a count could reuse a listed name.
+      let n = Math.max(0, ...this.manifest.files.filter((file) => file.day === day).map((file) => Number(/_(\d+)(?:\.r\d+)?\.json\.gz$/.exec(file.name)?.[1] ?? 0)));
       // Files stay small enough to be cached whole and read quickly by record.get.
       for (let start = 0; start < slots.length; start += SEALED_FILE_RECORDS_MAX) {
         const part = slots.slice(start, start + SEALED_FILE_RECORDS_MAX);
         n++;
-        entries.push(await writePartition(this.options.fs, this.partitionDir, partitionName(day, n), day, part));
+        // A shard still at format 1 (not migrated yet) keeps writing format-1 entries; see src/migration/.
+        entries.push(await writePartition(this.options.fs, this.partitionDir, partitionName(day, n), day, part, this.manifest.format_version));
         parts.push(part.map((slot) => slot.record));
       }
     }
@@ -466,10 +481,59 @@ export class ShardStore {
     const name = segmentName(this.nextSeq);
     this.writer = await WalWriter.open(fs, join(this.walDir, name), this.options.fsync, this.nextSeq - 1);
     await old?.close();
+    const archive = this.options.walArchive === true;
+    if (archive) await fs.mkdir(this.walPendingDir);
     for (const segment of await fs.readdir(this.walDir)) {
-      if (segment !== name && segment.endsWith('.log')) await fs.unlink(join(this.walDir, segment));
+      if (segment === name || !segment.endsWith('.log')) continue;
+      // Kept for the archiver: a segment holds the only copy of some versions between two backups.
+      if (archive) await fs.rename(join(this.walDir, segment), join(this.walPendingDir, segment));
+      else await fs.unlink(join(this.walDir, segment));
     }
+    if (archive) await fs.syncDir(this.walPendingDir);
     await fs.syncDir(this.walDir);
+  }
+
+  /**
+   * The durable WAL bytes the archiver has not confirmed yet: every retired
+   * segment in `wal-pending/`, then every live one (the open one cut at its
+   * durable length), oldest first. The archiver keeps the entries after its
+   * own position.
+   */
+  async walSince(): Promise<{ segments: { name: string; data: Uint8Array }[]; durableSeq: number }> {
+    const writer = this.requireServing();
+    const { fs } = this.options;
+    const segments: { name: string; data: Uint8Array }[] = [];
+    if (await fs.exists(this.walPendingDir)) {
+      for (const name of (await fs.readdir(this.walPendingDir)).filter((entry) => segmentFirstSeq(entry) !== undefined).sort()) {
+        segments.push({ name, data: await fs.readFile(join(this.walPendingDir, name)) });
+      }
+    }
+    // Taken before the live segments are read: a write in flight may add bytes, never remove durable ones.
+    const durableSeq = writer.durableSeq;
+    const durableBytes = writer.bytes;
+    for (const name of (await fs.readdir(this.walDir)).filter((entry) => segmentFirstSeq(entry) !== undefined).sort()) {
+      const data = await fs.readFile(join(this.walDir, name));
+      segments.push({ name, data: join(this.walDir, name) === writer.path ? data.subarray(0, durableBytes) : data });
+    }
+    return { segments, durableSeq };
+  }
+
+  /** The archiver holds every entry up to `throughSeq`: retired segments that end by then go. */
+  async walArchived(throughSeq: number): Promise<number> {
+    const { fs } = this.options;
+    if (!(await fs.exists(this.walPendingDir))) return 0;
+    const pending = (await fs.readdir(this.walPendingDir)).filter((entry) => segmentFirstSeq(entry) !== undefined).sort();
+    const live = (await fs.readdir(this.walDir)).map(segmentFirstSeq).filter((seq): seq is number => seq !== undefined);
+    let removed = 0;
+    for (const [index, name] of pending.entries()) {
+      // A segment ends just before the next one starts (the next retired one, or the oldest live one).
+      const next = index + 1 < pending.length ? segmentFirstSeq(pending[index + 1]!)! : Math.min(...live, this.nextSeq);
+      if (next - 1 > throughSeq) break;
+      await fs.unlink(join(this.walPendingDir, name));
+      removed++;
+    }
+    if (removed > 0) await fs.syncDir(this.walPendingDir);
+    return removed;
   }
 
   /**
@@ -478,7 +542,7 @@ export class ShardStore {
    * files the manifest lists are immutable and read by the caller. Run
    * inside the actor (nothing seals or trims meanwhile).
    */
-  async snapshot(): Promise<{ metadata: Uint8Array; manifest: ShardManifest; wal: { name: string; data: Uint8Array }[]; durableSeq: number }> {
+  async snapshot(): Promise<{ metadata: Uint8Array; manifest: ShardManifest; wal: { name: string; data: Uint8Array }[]; durableSeq: number; records: number }> {
     const writer = this.requireServing();
     await writer.whenDurable(this.nextSeq - 1);
     const { fs, dir } = this.options;
@@ -489,7 +553,25 @@ export class ShardStore {
       // The open segment may hold bytes of a write in flight: only what is durable belongs to the copy.
       wal.push({ name, data: join(this.walDir, name) === writer.path ? data.subarray(0, writer.bytes) : data });
     }
-    return { metadata, manifest: this.manifest, wal, durableSeq: writer.durableSeq };
+    // Every write is durable by now (awaited above), so the index counts exactly the records the copy holds.
+    return { metadata, manifest: this.manifest, wal, durableSeq: writer.durableSeq, records: this.index.size };
+  }
+
+  /** Waits until every write applied so far is durable (retention runs on durable state only). */
+  async settle(): Promise<void> {
+    const writer = this.requireServing();
+    await writer.whenDurable(this.nextSeq - 1);
+  }
+
+  /** A sealed file's records, each with whether it is its record's current version (retention plans with this). */
+  async sealedFileRows(fileIndex: number): Promise<{ record: StoredRecord; current: boolean }[]> {
+    const first = this.fileRows[fileIndex]!;
+    const end = this.fileRows[fileIndex + 1] ?? this.columns.rows;
+    return [...(await this.loadFile(fileIndex)).values()].map((record) => {
+      const location = this.index.get(record.id);
+      const current = location !== undefined && versionOf(location) === record.version && rowOf(location) >= first && rowOf(location) < end;
+      return { record, current };
+    });
   }
 
   needsSeal(): boolean {

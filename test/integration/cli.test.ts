@@ -17,6 +17,7 @@ const NODE_ID = `cli-${process.pid}`;
 const DATA_DIR = mkdtempSync(join(tmpdir(), 'usage-tracker-cli-'));
 t.teardown(() => {
   rmSync(DATA_DIR, { recursive: true, force: true });
+  rmSync(`${DATA_DIR}-backups`, { recursive: true, force: true });
   rmSync(`${DATA_DIR}-term`, { recursive: true, force: true });
 });
 
@@ -24,7 +25,7 @@ t.teardown(() => {
 function cliEnv(overrides: Record<string, string> = {}): NodeJS.ProcessEnv {
   const env: NodeJS.ProcessEnv = {};
   for (const [name, value] of Object.entries(process.env)) if (!name.startsWith('USAGE_TRACKER_')) env[name] = value;
-  return { ...env, USAGE_TRACKER_SUBJECT_PREFIX: PREFIX, USAGE_TRACKER_NODE_ID: NODE_ID, USAGE_TRACKER_DATA_DIR: DATA_DIR, USAGE_TRACKER_SHARDS: '2', ...overrides };
+  return { ...env, USAGE_TRACKER_SUBJECT_PREFIX: PREFIX, USAGE_TRACKER_NODE_ID: NODE_ID, USAGE_TRACKER_DATA_DIR: DATA_DIR, USAGE_TRACKER_BACKUP_DIR: `${DATA_DIR}-backups`, USAGE_TRACKER_SHARDS: '2', ...overrides };
 }
 
 function spawnCli(args: string[], env: NodeJS.ProcessEnv): ChildProcess {
@@ -194,9 +195,10 @@ t.test('a started node answers status over NATS', async (t) => {
     t.match(out[9], /^├── sync \[running\b/);
     t.match(out[10], /^├── maintenance \[running\b/);
     t.match(out[11], /^│   ├── backup \[running, mailbox=0\]$/);
-    t.match(out[12], /^│   └── migration \[running, mailbox=0\]$/);
-    t.match(out[13], /^└── api \[running\b/);
-    t.equal(out.length, 14);
+    t.match(out[12], /^│   ├── migration \[running, mailbox=0\]$/);
+    t.match(out[13], /^│   └── retention \[running, mailbox=0\]$/);
+    t.match(out[14], /^└── api \[running\b/);
+    t.equal(out.length, 15);
   });
 
   await t.test('status --json parses, ok true, children in start order', async (t) => {
@@ -271,7 +273,7 @@ t.test('SIGTERM stops a started node in order and it exits 0', async (t) => {
     .map((entry) => entry.child);
   t.same(
     stopped,
-    ['api', 'maintenance/migration', 'maintenance/backup', 'maintenance', 'sync', 'ingest/ingest-1', 'ingest/ingest-0', 'ingest', 'shards/partition-1', 'shards/partition-0', 'shards'].map((child) => `${id}/${child}`),
+    ['api', 'maintenance/retention', 'maintenance/migration', 'maintenance/backup', 'maintenance', 'sync', 'ingest/ingest-1', 'ingest/ingest-0', 'ingest', 'shards/partition-1', 'shards/partition-0', 'shards'].map((child) => `${id}/${child}`),
     'the log shows the children stopped in reverse start order',
   );
 

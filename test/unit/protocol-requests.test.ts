@@ -286,7 +286,7 @@ t.test('subjects: the default prefix and every endpoint', async (t) => {
   t.equal(s.prefix, DEFAULT_SUBJECT_PREFIX);
   t.strictSame(
     (Object.keys(ENDPOINTS) as (keyof typeof ENDPOINTS)[]).map((name) => s.endpoint(name)),
-    ['usage.v1.ingest', 'usage.v1.record.get', 'usage.v1.record.update', 'usage.v1.query.records', 'usage.v1.query.aggregate', 'usage.v1.query.similar', 'usage.v1.query.anomalies', 'usage.v1.admin.status', 'usage.v1.admin.sync.status', 'usage.v1.admin.sync.resync', 'usage.v1.admin.sync.verify', 'usage.v1.admin.sync.conflicts', 'usage.v1.admin.sync.resolve', 'usage.v1.admin.backup.create', 'usage.v1.admin.backup.list', 'usage.v1.admin.backup.verify', 'usage.v1.admin.backup.restore', 'usage.v1.admin.migration.status', 'usage.v1.admin.migration.plan'],
+    ['usage.v1.ingest', 'usage.v1.record.get', 'usage.v1.record.update', 'usage.v1.query.records', 'usage.v1.query.aggregate', 'usage.v1.query.similar', 'usage.v1.query.anomalies', 'usage.v1.admin.status', 'usage.v1.admin.sync.status', 'usage.v1.admin.sync.resync', 'usage.v1.admin.sync.verify', 'usage.v1.admin.sync.conflicts', 'usage.v1.admin.sync.resolve', 'usage.v1.admin.backup.create', 'usage.v1.admin.backup.list', 'usage.v1.admin.backup.verify', 'usage.v1.admin.backup.restore', 'usage.v1.admin.migration.status', 'usage.v1.admin.migration.plan', 'usage.v1.admin.migration.apply', 'usage.v1.admin.migration.rollback', 'usage.v1.admin.retention.run', 'usage.v1.admin.retention.status'],
   );
   t.equal(s.nodeEndpoint('node-a', 'ingest'), 'usage.v1.node.node-a.ingest');
   t.equal(s.nodeEndpoint('node_b', 'query.aggregate'), 'usage.v1.node.node_b.query.aggregate');
