@@ -2,6 +2,7 @@
 // running node, over NATS (usage.v1.admin.backup.*). Each prints a short
 // human summary, or the raw reply with --json.
 
+import type { RestoreReport } from '../../src/backup/restore.js';
 import { renderTable } from '../../src/text-table.js';
 import { parseTimeout, withClient, type ConnectionOptions } from '../client.js';
 
@@ -83,16 +84,6 @@ export interface RestoreCommandOptions extends BackupCommandOptions {
   to?: string;
 }
 
-interface RestoreReply {
-  backup_id: string;
-  target_dir: string;
-  records: number;
-  to_time?: string;
-  replayed?: number;
-  recovery_point?: string | null;
-  partial?: Record<string, string>;
-  notes: string[];
-}
 
 export async function backupRestore(backupId: string | undefined, options: RestoreCommandOptions): Promise<string> {
   const body = Object.fromEntries(
@@ -105,7 +96,7 @@ export async function backupRestore(backupId: string | undefined, options: Resto
       to: timeArgument(options.to),
     }).filter(([, value]) => value !== undefined),
   );
-  const reply = await call<RestoreReply>(options, 'admin.backup.restore', body);
+  const reply = await call<RestoreReport>(options, 'admin.backup.restore', body);
   if (options.json) return `${JSON.stringify(reply, null, 2)}\n`;
   const lines = [`restored into ${reply.target_dir}: ${reply.records.toLocaleString('en-US')} records, every shard opened and checked.`, `  base backup: ${reply.backup_id}`];
   if (reply.to_time) lines.push(`  as of:       ${reply.to_time} (${(reply.replayed ?? 0).toLocaleString('en-US')} archived WAL entries replayed; archive reaches ${reply.recovery_point ?? 'an unknown point'})`);

@@ -156,20 +156,8 @@ export function createAggregator(query: AggregateQuery, limits: Partial<Aggregat
     addRollup(row) {
       if (!rollupMatches(row, query)) return false;
       const values = keyOf({ ts: row.hour, user_id: row.user_id, provider: row.provider, model: row.model } as StoredRecord);
-      const mapKey = values.join('\u0000');
-      let group = groups.get(mapKey);
-      if (group === undefined) {
-        checkGroups(groups.size + 1, bounds);
-        group = newGroup(values);
-        groups.set(mapKey, group);
-      }
-      group.count += row.count;
-      group.input_tokens += row.input_tokens;
-      group.output_tokens += row.output_tokens;
-      group.cost_whole_usd += row.cost_whole_usd;
-      addNanos(group, row.cost_nanos);
-      group.cost_known_count += row.cost_known_count;
-      group.cost_unknown_count += row.cost_unknown_count;
+      const group = groupOf(groups, values, bounds);
+      addCounters(group, row);
       if (keepLatency) row.latency_buckets.forEach((bucket, i) => addLatency(group, bucketValue(bucket), row.latency_counts[i]!, latencyValues, bounds));
       return true;
     },
@@ -195,20 +183,8 @@ export function mergePartials(query: AggregateQuery, partials: readonly Aggregat
       if (part.key.length !== groupBy.length || part.latency_ms.length !== part.latency_counts.length) {
         throw new Error('malformed aggregate partial group');
       }
-      const mapKey = part.key.join('\u0000');
-      let group = groups.get(mapKey);
-      if (group === undefined) {
-        checkGroups(groups.size + 1, bounds);
-        group = newGroup(part.key);
-        groups.set(mapKey, group);
-      }
-      group.count += part.count;
-      group.input_tokens += part.input_tokens;
-      group.output_tokens += part.output_tokens;
-      group.cost_whole_usd += part.cost_whole_usd;
-      addNanos(group, part.cost_nanos);
-      group.cost_known_count += part.cost_known_count;
-      group.cost_unknown_count += part.cost_unknown_count;
+      const group = groupOf(groups, part.key, bounds);
+      addCounters(group, part);
       part.latency_ms.forEach((value, i) => addLatency(group, value, part.latency_counts[i]!, latencyValues, bounds));
     }
   }
@@ -308,7 +284,41 @@ function toPartialGroup(group: GroupState): PartialGroup {
 }
 
 /** Adds nano-dollars, carrying whole dollars so both fields stay small exact integers. */
-function addNanos(group: GroupState, nanos: number): void {
+/** The group of a key, made (within the bound) when new. */
+function groupOf(groups: Map<string, GroupState>, key: string[], bounds: AggregateLimits): GroupState {
+  const mapKey = key.join('\u0000');
+  let group = groups.get(mapKey);
+  if (group === undefined) {
+    checkGroups(groups.size + 1, bounds);
+    group = newGroup(key);
+    groups.set(mapKey, group);
+  }
+  return group;
+}
+
+/** The counters every aggregate state shares: a group, a shard's partial group, a roll-up row. */
+export interface Counters {
+  count: number;
+  input_tokens: number;
+  output_tokens: number;
+  cost_whole_usd: number;
+  cost_nanos: number;
+  cost_known_count: number;
+  cost_unknown_count: number;
+}
+
+/** Adds `source`'s counters to `target`'s, cost exactly (whole dollars plus nanodollars). */
+export function addCounters(target: Counters, source: Counters): void {
+  target.count += source.count;
+  target.input_tokens += source.input_tokens;
+  target.output_tokens += source.output_tokens;
+  target.cost_whole_usd += source.cost_whole_usd;
+  addNanos(target, source.cost_nanos);
+  target.cost_known_count += source.cost_known_count;
+  target.cost_unknown_count += source.cost_unknown_count;
+}
+
+export function addNanos(group: Counters, nanos: number): void {
   const total = group.cost_nanos + nanos;
   const whole = Math.floor(total / NANOS_PER_USD);
   group.cost_whole_usd += whole;

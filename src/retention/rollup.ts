@@ -13,6 +13,7 @@
 // so it is within 1 % (plus 0.001 ms) of the exact nearest-rank percentile.
 
 import type { StoredRecord } from '../../protocols/record.js';
+import { addCounters, addNanos } from '../query/aggregate.js';
 
 export const HISTOGRAM_GAMMA = 1.02;
 export const LATENCY_FLOOR_MS = 0.001;
@@ -82,12 +83,6 @@ function emptyRow(hour: number, record: Pick<RollupRow, 'user_id' | 'provider' |
   };
 }
 
-function addNanos(row: RollupRow, nanos: number): void {
-  const total = row.cost_nanos + nanos;
-  const whole = Math.floor(total / NANOS_PER_USD);
-  row.cost_whole_usd += whole;
-  row.cost_nanos = total - whole * NANOS_PER_USD;
-}
 
 /** Accumulates rows; `rows()` gives them sorted by hour, then key. */
 export class RollupBuilder {
@@ -118,14 +113,8 @@ export class RollupBuilder {
   addRow(other: RollupRow): void {
     const entry = this.entry(other.hour, other);
     const row = entry.row;
-    row.count += other.count;
-    row.input_tokens += other.input_tokens;
-    row.output_tokens += other.output_tokens;
+    addCounters(row, other);
     row.cached_tokens += other.cached_tokens;
-    row.cost_whole_usd += other.cost_whole_usd;
-    addNanos(row, other.cost_nanos);
-    row.cost_known_count += other.cost_known_count;
-    row.cost_unknown_count += other.cost_unknown_count;
     row.latency_sum_us += other.latency_sum_us;
     row.latency_count += other.latency_count;
     other.latency_buckets.forEach((bucket, i) => entry.hist.set(bucket, (entry.hist.get(bucket) ?? 0) + other.latency_counts[i]!));
