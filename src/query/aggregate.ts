@@ -58,10 +58,8 @@ export const DEFAULT_AGGREGATE_LIMITS: Readonly<AggregateLimits> = Object.freeze
   latencyValuesMax: AGGREGATE_LATENCY_VALUES_MAX,
 });
 
-/** One group of a partial: plain data (msgpack and JSON safe), all integers except latency values. */
-export interface PartialGroup {
-  /** The group's key values, in the partial's group_by order. */
-  key: string[];
+/** The counters every aggregate state shares: a group, a shard's partial group, a roll-up row. */
+export interface Counters {
   count: number;
   input_tokens: number;
   output_tokens: number;
@@ -70,6 +68,12 @@ export interface PartialGroup {
   cost_nanos: number;
   cost_known_count: number;
   cost_unknown_count: number;
+}
+
+/** One group of a partial: plain data (msgpack and JSON safe), all integers except latency values. */
+export interface PartialGroup extends Counters {
+  /** The group's key values, in the partial's group_by order. */
+  key: string[];
   /** Distinct latencies, ascending, and how many records had each; empty unless a latency metric was asked for. */
   latency_ms: number[];
   latency_counts: number[];
@@ -294,17 +298,6 @@ function groupOf(groups: Map<string, GroupState>, key: string[], bounds: Aggrega
     groups.set(mapKey, group);
   }
   return group;
-}
-
-/** The counters every aggregate state shares: a group, a shard's partial group, a roll-up row. */
-export interface Counters {
-  count: number;
-  input_tokens: number;
-  output_tokens: number;
-  cost_whole_usd: number;
-  cost_nanos: number;
-  cost_known_count: number;
-  cost_unknown_count: number;
 }
 
 /** Adds `source`'s counters to `target`'s, cost exactly (whole dollars plus nanodollars). */
