@@ -98,7 +98,7 @@ export async function backupRestore(backupId: string | undefined, options: Resto
   );
   const reply = await call<RestoreReport>(options, 'admin.backup.restore', body);
   if (options.json) return `${JSON.stringify(reply, null, 2)}\n`;
-  const lines = [`restored into ${reply.target_dir}: ${reply.records.toLocaleString('en-US')} records, every shard opened and checked.`, `  base backup: ${reply.backup_id}`];
+  const lines = [`restored into ${reply.target_dir}: ${reply.records.toLocaleString('en-US')} records, every file checked against its SHA-256 and every shard's manifest and WAL read.`, `  base backup: ${reply.backup_id}`];
   if (reply.to_time) lines.push(`  as of:       ${reply.to_time} (${(reply.replayed ?? 0).toLocaleString('en-US')} archived WAL entries replayed; archive reaches ${reply.recovery_point ?? 'an unknown point'})`);
   if (reply.partial) lines.push(`  only:        ${Object.entries(reply.partial).map(([key, value]) => `${key} ${value}`).join(', ')}`);
   for (const note of reply.notes) lines.push(`  NOTE: ${note}`);

@@ -174,7 +174,7 @@ t.test('the CLI takes, lists, verifies and restores backups', async (t) => {
   const target = join(restoreRoot, 'data');
   const restored = await cli(['backup', 'restore', id!, '--target', target], prefix);
   t.equal(restored.code, 0, restored.stderr);
-  t.match(restored.stdout, /restored into .*: 120 records, every shard opened and checked/);
+  t.match(restored.stdout, /restored into .*: 120 records, every file checked against its SHA-256/);
   const asOf = await cli(['backup', 'restore', '--to-time', new Date().toISOString(), '--user-id', 'user-4', '--target', join(restoreRoot, 'pitr')], prefix);
   t.equal(asOf.code, 0, asOf.stderr);
   t.match(asOf.stdout, /restored into .*: 13 records/);
