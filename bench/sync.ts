@@ -47,6 +47,8 @@ const none: Measurement = { requests: 0, errors: 0, seconds: 0, perSecond: 0, p5
 function nodeEnv(dataDir: string, prefix: string): Record<string, string> {
   return {
     USAGE_TRACKER_DATA_DIR: dataDir,
+    // Backups and the WAL archive (on by default) inside the bench's own directory, removed with it, never in the working directory.
+    USAGE_TRACKER_BACKUP_DIR: join(dataDir, 'bench-backups'),
     USAGE_TRACKER_SUBJECT_PREFIX: prefix,
     USAGE_TRACKER_NODE_ID: 'bench',
     USAGE_TRACKER_TRANSPORT: 'embedded',
