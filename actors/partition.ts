@@ -164,7 +164,7 @@ export async function partitionBehavior(options: PartitionOptions, ctx: ActorCon
           const aggregator = createAggregator(message.query);
           store.aggregate(message.query, (record) => void aggregator.add(record));
           // Records retention rolled up answer through their rollup rows (src/retention/rollup.ts).
-          for (const rows of store.rollups.values()) for (const row of rows) aggregator.addRollup(row);
+          store.aggregateRollups(message.query, (row) => void aggregator.addRollup(row));
           return { partial: aggregator.partial() };
         }
         case 'records': {

@@ -303,6 +303,20 @@ export class ShardStore {
   }
 
   /**
+   * Feeds retention's rollup rows that may match the filters to `add`
+   * (which filters them row by row): rollup files of UTC days outside
+   * [from, to) are skipped whole.
+   */
+  aggregateRollups(filters: QueryFilters, add: (row: RollupRow) => void): void {
+    for (const entry of this.manifest.rollups ?? []) {
+      const dayStart = Date.parse(`${entry.day}T00:00:00.000Z`);
+      if (filters.to !== undefined && filters.to <= dayStart) continue;
+      if (filters.from !== undefined && filters.from >= dayStart + 86_400_000) continue;
+      for (const row of this.rollups.get(entry.name) ?? []) add(row);
+    }
+  }
+
+  /**
    * The change feed: the current version of every record changed after
    * `fromSeq`, in seq order, durable ones only, at most `limit`. A record
    * changed several times appears once, at its newest seq. `nextSeq` is how
