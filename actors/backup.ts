@@ -21,6 +21,7 @@ import { dueBackup, pruneBackups } from '../src/backup/prune.js';
 import { restore, type RestoreRequest } from '../src/backup/restore.js';
 import { BackupError, BackupStore, refsOf, type BackupKind, type BackupManifest } from '../src/backup/store.js';
 import { WalArchive } from '../src/backup/wal-archive.js';
+import type { WalBytes, WalPosition } from '../src/storage/shard-store.js';
 import type { PartitionMessage, PartitionReply } from './partition.js';
 
 export type BackupMessage =
@@ -79,6 +80,8 @@ export function backupBehavior(options: BackupOptions, ctx: ActorContext): Behav
   const audit = new AuditLog(options.fs, options.dataDir);
   let running: string | undefined;
   let archiving: Promise<RoundReport | undefined> | undefined;
+  /** Where each shard's last archive round stopped reading its WAL. */
+  const positions = new Map<number, WalPosition>();
   let lastRound: { at: string; ok: boolean; error?: string; entries?: number } | undefined;
   const timers = new Map<string, TimerHandle>();
 
@@ -120,12 +123,13 @@ export function backupBehavior(options: BackupOptions, ctx: ActorContext): Behav
           archive,
           {
             shards: options.shards,
-            walSince: async (shard) => (await ask(shard, { type: 'wal_since' })) as { segments: { name: string; data: Uint8Array }[]; durableSeq: number },
+            walSince: async (shard, from) => (await ask(shard, { type: 'wal_since', ...(from ? { from } : {}) })) as { segments: WalBytes[]; durableSeq: number },
             walArchived: async (shard, seq) => void (await ask(shard, { type: 'wal_archived', through_seq: seq })),
             now: () => ctx.clock.now(),
             log: ctx.log,
           },
           await archive.readState().catch(() => undefined),
+          positions,
         );
         lastRound = { at: new Date(ctx.clock.now()).toISOString(), ok: true, entries: report.entries };
         if (report.entries > 0) ctx.log.debug({ entries: report.entries, chunks: report.chunks }, 'WAL archived');

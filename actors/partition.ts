@@ -13,7 +13,7 @@ import type { ActorRef } from '../src/kernel/system.js';
 import type { FileSystem } from '../src/ports/fs.js';
 import { createAggregator, type AggregatePartial } from '../src/query/aggregate.js';
 import { createShardPageSelection } from '../src/query/records.js';
-import { ShardStore, type NewRecord, type WriteResult } from '../src/storage/shard-store.js';
+import { ShardStore, type NewRecord, type WalPosition, type WriteResult } from '../src/storage/shard-store.js';
 import { WalFailure } from '../src/storage/wal.js';
 import { leafOf, ShardDigest } from '../src/sync/merkle.js';
 import { runShardRetention, type ShardRetentionInput } from '../src/retention/shard-run.js';
@@ -28,7 +28,7 @@ export type PartitionMessage =
   | { type: 'changes'; from_seq: number; limit: number }
   | { type: 'digest' }
   | { type: 'snapshot' }
-  | { type: 'wal_since' }
+  | { type: 'wal_since'; from?: WalPosition }
   | { type: 'wal_archived'; through_seq: number }
   | { type: 'bucket_records'; day: string; buckets: number[] }
   | { type: 'seal' }
@@ -182,7 +182,7 @@ export async function partitionBehavior(options: PartitionOptions, ctx: ActorCon
           return store.snapshot();
         case 'wal_since':
           // In the mailbox, like a snapshot: no seal may retire a segment while it is read.
-          return store.walSince();
+          return store.walSince(message.from);
         case 'wal_archived':
           return { removed: await store.walArchived(message.through_seq) };
         case 'digest':

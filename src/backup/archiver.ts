@@ -7,6 +7,7 @@
 
 import type { Logger } from '../log.js';
 import { scanSegment, type WalEntry } from '../storage/wal.js';
+import type { WalBytes, WalPosition } from '../storage/shard-store.js';
 import type { ArchiveState, WalArchive } from './wal-archive.js';
 
 /** Most entries in one chunk, so that no round builds one unbounded buffer. */
@@ -14,8 +15,8 @@ export const CHUNK_ENTRIES_MAX = 50_000;
 
 export interface ArchiveSource {
   shards: number;
-  /** The shard's durable WAL bytes not yet confirmed archived (retired segments, then live ones). */
-  walSince(shard: number): Promise<{ segments: { name: string; data: Uint8Array }[]; durableSeq: number }>;
+  /** The shard's durable WAL bytes not yet confirmed archived (retired segments, then live ones), after `from` if given. */
+  walSince(shard: number, from?: WalPosition): Promise<{ segments: WalBytes[]; durableSeq: number }>;
   /** Tells the shard the archive holds everything up to `seq`. */
   walArchived(shard: number, seq: number): Promise<void>;
   now(): number;
@@ -28,16 +29,24 @@ export interface RoundReport {
   shards: { shard: number; archived_seq: number; archived_at: string; entries: number; superseded?: string }[];
 }
 
-export async function archiveRound(archive: WalArchive, source: ArchiveSource, previous: ArchiveState | undefined): Promise<RoundReport> {
+/**
+ * `positions` is where each shard's previous round stopped reading (kept by
+ * the caller between rounds): a round reads only the WAL bytes after it.
+ * Without one (the first round of a process) a shard's WAL is read whole,
+ * and entries the archive holds are skipped by seq.
+ */
+export async function archiveRound(archive: WalArchive, source: ArchiveSource, previous: ArchiveState | undefined, positions: Map<number, WalPosition>): Promise<RoundReport> {
   const report: RoundReport = { entries: 0, chunks: 0, shards: [] };
   const state: ArchiveState = { updated_at: '', shards: { ...(previous?.shards ?? {}) } };
   for (let shard = 0; shard < source.shards; shard++) {
     // Everything acknowledged before this moment is durable, so in what walSince returns.
     const at = source.now();
-    const { segments, durableSeq } = await source.walSince(shard);
+    let { segments, durableSeq } = await source.walSince(shard, positions.get(shard));
     let archived = await archive.archivedSeq(shard);
     let superseded: string | undefined;
     if (durableSeq < archived) {
+      // Read whole again below: the new line of history starts at the beginning of what the shard holds.
+      if (positions.delete(shard)) ({ segments, durableSeq } = await source.walSince(shard));
       // This data directory is behind its archive (restored from a backup): the old line of history is kept aside.
       superseded = await archive.supersede(shard, at);
       source.log.warn({ shard, durable_seq: durableSeq, archived_seq: archived, moved_to: superseded }, 'the data directory is behind its WAL archive (a restore?); the archive of this shard starts over');
@@ -60,6 +69,8 @@ export async function archiveRound(archive: WalArchive, source: ArchiveSource, p
       report.chunks++;
     }
     await source.walArchived(shard, archived);
+    const last = segments.at(-1);
+    if (last) positions.set(shard, { segment: last.name, offset: last.start + last.data.byteLength });
     report.entries += fresh.length;
     state.shards[String(shard)] = { archived_seq: archived, archived_at: new Date(at).toISOString() };
     report.shards.push({ shard, archived_seq: archived, archived_at: new Date(at).toISOString(), entries: fresh.length, ...(superseded ? { superseded } : {}) });

@@ -5,7 +5,7 @@
 // the WAL; the caller acknowledges them only when `durable` resolves.
 // Reads see only durable data. See docs/durability.md.
 
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import { LRUCache } from 'lru-cache';
 import { ProtocolError } from '../../protocols/errors.js';
 import type { StoredRecord, UsageRecord } from '../../protocols/record.js';
@@ -40,6 +40,36 @@ export interface ShardOptions {
    * has copied them (`walArchived`), instead of deleting them at once.
    */
   walArchive?: boolean;
+}
+
+/** A place in a shard's WAL: a segment and a byte offset in it (always a frame boundary). */
+export interface WalPosition {
+  segment: string;
+  offset: number;
+}
+
+/** Bytes of one WAL segment from `start`. */
+export interface WalBytes {
+  name: string;
+  start: number;
+  data: Uint8Array;
+}
+
+/** Bytes [start, end) of a file (end: its size). */
+async function readRange(fs: FileSystem, path: string, start: number, end: number | undefined): Promise<Uint8Array> {
+  const handle = await fs.open(path, 'read');
+  try {
+    const size = end ?? (await handle.size());
+    const data = new Uint8Array(Math.max(0, size - start));
+    for (let done = 0; done < data.byteLength; ) {
+      const read = await handle.read(data.subarray(done), start + done);
+      if (read <= 0) throw new Error(`${path}: ended at byte ${start + done}, expected ${size}`);
+      done += read;
+    }
+    return data;
+  } finally {
+    await handle.close();
+  }
 }
 
 export type NewRecord = Omit<StoredRecord, 'version' | 'shard' | 'seq' | 'vv' | 'updated_at'>;
@@ -510,24 +540,26 @@ export class ShardStore {
   /**
    * The durable WAL bytes the archiver has not confirmed yet: every retired
    * segment in `wal-pending/`, then every live one (the open one cut at its
-   * durable length), oldest first. The archiver keeps the entries after its
-   * own position.
+   * durable length), oldest first; with `from`, only what lies after that
+   * position (the archiver's, from its previous round), so a round reads
+   * each byte once. The archiver keeps the entries after its own seq.
    */
-  async walSince(): Promise<{ segments: { name: string; data: Uint8Array }[]; durableSeq: number }> {
+  async walSince(from?: WalPosition): Promise<{ segments: WalBytes[]; durableSeq: number }> {
     const writer = this.requireServing();
     const { fs } = this.options;
-    const segments: { name: string; data: Uint8Array }[] = [];
-    if (await fs.exists(this.walPendingDir)) {
-      for (const name of (await fs.readdir(this.walPendingDir)).filter((entry) => segmentFirstSeq(entry) !== undefined).sort()) {
-        segments.push({ name, data: await fs.readFile(join(this.walPendingDir, name)) });
-      }
-    }
+    const named = async (dir: string) =>
+      (await fs.exists(dir)) ? (await fs.readdir(dir)).filter((entry) => segmentFirstSeq(entry) !== undefined).sort().map((name) => join(dir, name)) : [];
+    const pending = await named(this.walPendingDir);
     // Taken before the live segments are read: a write in flight may add bytes, never remove durable ones.
     const durableSeq = writer.durableSeq;
     const durableBytes = writer.bytes;
-    for (const name of (await fs.readdir(this.walDir)).filter((entry) => segmentFirstSeq(entry) !== undefined).sort()) {
-      const data = await fs.readFile(join(this.walDir, name));
-      segments.push({ name, data: join(this.walDir, name) === writer.path ? data.subarray(0, durableBytes) : data });
+    const segments: WalBytes[] = [];
+    // Segment names are their first seq, so every retired one sorts before every live one.
+    for (const path of [...pending, ...(await named(this.walDir))]) {
+      const name = basename(path);
+      if (from && name < from.segment) continue;
+      const start = from && name === from.segment ? from.offset : 0;
+      segments.push({ name, start, data: await readRange(fs, path, start, path === writer.path ? durableBytes : undefined) });
     }
     return { segments, durableSeq };
   }

@@ -16,7 +16,7 @@ import { BackupStore, type BackupManifest } from '../../src/backup/store.js';
 import { WalArchive } from '../../src/backup/wal-archive.js';
 import { silentLogger } from '../../src/log.js';
 import { nodeFileSystem as fs } from '../../src/ports/fs.js';
-import { ShardStore } from '../../src/storage/shard-store.js';
+import { ShardStore, type WalPosition } from '../../src/storage/shard-store.js';
 import type { WalEntry } from '../../src/storage/wal.js';
 import { newRecord } from '../helpers/records.js';
 
@@ -84,22 +84,23 @@ t.test('an archive round takes only new durable entries and frees the retired se
   const archive = new WalArchive(fs, join(root, 'target'), 'n1');
   const source = {
     shards: 1,
-    walSince: () => store.walSince(),
+    walSince: (_shard: number, from?: WalPosition) => store.walSince(from),
     walArchived: async (_shard: number, seq: number) => void (await store.walArchived(seq)),
     now: () => Date.now(),
     log: silentLogger,
   };
+  const positions = new Map<number, WalPosition>();
   await write(0, 30);
   await store.seal();
   t.same(readdirSync(store.walPendingDir).length, 1, 'the seal retired its segment to wal-pending/');
   await write(30, 12);
-  const first = await archiveRound(archive, source, undefined);
+  const first = await archiveRound(archive, source, undefined, positions);
   t.equal(first.entries, 42, 'every durable entry, from the retired segment and the live one');
   t.same(readdirSync(store.walPendingDir), [], 'the retired segment is gone once archived');
-  const second = await archiveRound(archive, source, await archive.readState());
+  const second = await archiveRound(archive, source, await archive.readState(), positions);
   t.equal(second.entries, 0, 'nothing twice');
   await write(42, 5);
-  const third = await archiveRound(archive, source, await archive.readState());
+  const third = await archiveRound(archive, source, await archive.readState(), positions);
   t.equal(third.entries, 5);
   const seqs: number[] = [];
   await archive.replayAfter(0, 0, (e) => seqs.push(e.seq));
