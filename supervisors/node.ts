@@ -10,8 +10,9 @@
 //
 // Children start in that order and stop in reverse, so the API stops taking
 // requests before anything behind it stops, and the shards stop last, after
-// every write in flight is answered. Actors that are not built yet (sync,
-// maintenance) are absent, not faked.
+// every write in flight is answered. A mirror that is not configured has no
+// SyncActor (supervisors/sync.ts); the maintenance actors are wired in
+// supervisors/maintenance.ts.
 // Transport: `embedded` always serves in-process; it also serves NATS when a
 // server is reachable. `nats` requires NATS and fails to start without it.
 
@@ -20,12 +21,7 @@ import { join, resolve } from 'node:path';
 import { Gateway, type EndpointReply } from '../actors/gateway.js';
 import { ingestBehavior, type IngestMessage } from '../actors/ingest.js';
 import { partitionBehavior, type PartitionMessage, type PartitionReply } from '../actors/partition.js';
-import { backupBehavior, type BackupMessage } from '../actors/backup.js';
-import { migrationBehavior, type MigrationMessage } from '../actors/migration.js';
-import { retentionBehavior, retentionMirrors, retentionSettings, type RetentionMessage } from '../actors/retention.js';
 import { PatternApi } from '../actors/pattern-api.js';
-import type { BackupKind } from '../src/backup/store.js';
-import type { BackupRestoreRequest } from '../protocols/requests.js';
 import { StorageApi } from '../actors/storage-api.js';
 import { ChromaSearch } from '../src/sync/chroma-search.js';
 import { nodeFileSystem, type FileSystem } from '../src/ports/fs.js';
@@ -34,6 +30,7 @@ import { lockDataDir, openDataDir, type DataDirLock } from '../src/storage/node-
 import { AuditLog } from '../src/audit/audit-log.js';
 import type { Migration } from '../src/migration/entries.js';
 import { recoverMigration } from '../src/migration/journal.js';
+import { maintenanceWiring } from './maintenance.js';
 import { syncWiring } from './sync.js';
 import { actorChild } from './worker.js';
 import { ApiActor } from '../actors/api.js';
@@ -216,112 +213,7 @@ export async function startNode(config: Config, options: NodeOptions = {}): Prom
   const sync = syncWiring(config, system, partition);
   const chroma = config.backends.chroma;
   const storage = new StorageApi({ shards: shardCount, partition, askTimeoutMs: config.limits.ask_timeout_ms, queryTimeoutMs: config.limits.query_timeout_ms });
-  const backupChild = actorChild<BackupMessage, unknown>({
-    id: 'backup',
-    mailboxCapacity: 64,
-    shutdownMs: config.supervision.shutdown_ms,
-    behavior: (ctx) =>
-      backupBehavior(
-        {
-          fs,
-          dataDir,
-          targetDir: resolve(config.backup.target_dir),
-          nodeId: config.node.id,
-          shards: shardCount,
-          partition,
-          snapshotTimeoutMs: config.limits.query_timeout_ms,
-          ...(config.backup.wal_archive ? { walArchiveIntervalMs: config.backup.wal_archive_interval_s * 1000 } : {}),
-          ...(config.backup.schedule
-            ? {
-                schedule: {
-                  fullIntervalMs: config.backup.full_interval_hours * 3_600_000,
-                  incrementalIntervalMs: config.backup.incremental_interval_hours * 3_600_000,
-                  keepDays: config.retention.backups_days,
-                  checkIntervalMs: 60_000,
-                },
-              }
-            : {}),
-          self: () => backupRef,
-        },
-        ctx,
-      ),
-  });
-  const backupRef = system.ref<BackupMessage, Record<string, unknown>>(`${config.node.id}/maintenance/backup`);
-  /** Backups of a large store take long: an hour before an admin call gives up. */
-  const backupAsk = (message: BackupMessage) => backupRef.ask(message, { timeoutMs: 3_600_000, caller: `admin.backup.${message.type}` });
-  const backup = {
-    create: (kind: BackupKind) => backupAsk({ type: 'create', kind }),
-    list: () => backupAsk({ type: 'list' }),
-    verify: (backupId: string) => backupAsk({ type: 'verify', backup_id: backupId }),
-    restore: (request: BackupRestoreRequest) =>
-      backupAsk({
-        type: 'restore',
-        request: {
-          targetDir: resolve(request.target_dir),
-          ...(request.backup_id !== undefined ? { backupId: request.backup_id } : {}),
-          ...(request.to_time !== undefined ? { toTime: request.to_time } : {}),
-          ...(request.user_id !== undefined ? { userId: request.user_id } : {}),
-          ...(request.from !== undefined ? { from: request.from } : {}),
-          ...(request.to !== undefined ? { to: request.to } : {}),
-        },
-      }),
-  };
-  const migrationChild = actorChild<MigrationMessage, unknown>({
-    id: 'migration',
-    mailboxCapacity: 64,
-    shutdownMs: config.supervision.shutdown_ms,
-    behavior: (ctx) =>
-      migrationBehavior(
-        {
-          fs,
-          dataDir,
-          shards: shardCount,
-          postgres: config.backends.postgres ? { url: config.backends.postgres.url, schema: config.backends.postgres.schema } : undefined,
-          connectTimeoutMs: 5000,
-          // A shard's rewrite reads and writes all its sealed files: an hour before the runner gives up on it.
-          shard: (shard, message) =>
-            partition(shard).ask(message, { timeoutMs: message.type === 'status' ? config.limits.ask_timeout_ms : 3_600_000, caller: `MigrationActor (${message.type})` }) as Promise<Record<string, unknown>>,
-          backup: async () => ({ backup_id: String((await backupAsk({ type: 'create', kind: 'full' })).backup_id) }),
-          audit: new AuditLog(fs, dataDir),
-          ...(options.migrations?.registry ? { registry: options.migrations.registry } : {}),
-          ...(options.migrations?.fileDelayMs !== undefined ? { fileDelayMs: options.migrations.fileDelayMs } : {}),
-        },
-        ctx,
-      ),
-  });
-  const migrationRef = system.ref<MigrationMessage, Record<string, unknown>>(`${config.node.id}/maintenance/migration`);
-  const migration = {
-    status: () => migrationRef.ask({ type: 'status' }, { timeoutMs: config.limits.query_timeout_ms, caller: 'admin.migration.status' }),
-    plan: () => migrationRef.ask({ type: 'plan' }, { timeoutMs: config.limits.query_timeout_ms, caller: 'admin.migration.plan' }),
-    /** A run rewrites every sealed file: an hour before an admin call gives up (status shows its progress meanwhile). */
-    apply: (request: { dry_run: boolean; to?: string | undefined }) => migrationRef.ask({ type: 'apply', ...request }, { timeoutMs: 3_600_000, caller: 'admin.migration.apply' }),
-    rollback: (request: { dry_run: boolean; id?: string | undefined }) => migrationRef.ask({ type: 'rollback', ...request }, { timeoutMs: 3_600_000, caller: 'admin.migration.rollback' }),
-  };
-  const retentionRef = system.ref<RetentionMessage, Record<string, unknown>>(`${config.node.id}/maintenance/retention`);
-  const retentionChild = actorChild<RetentionMessage, unknown>({
-    id: 'retention',
-    mailboxCapacity: 64,
-    shutdownMs: config.supervision.shutdown_ms,
-    behavior: (ctx) =>
-      retentionBehavior(
-        {
-          fs,
-          dataDir,
-          shards: shardCount,
-          partition,
-          settings: retentionSettings(config),
-          mirrors: retentionMirrors(config, system, sync.api.configured()),
-          // A shard's run reads all its sealed files and may rewrite them.
-          shardTimeoutMs: 3_600_000,
-          self: () => retentionRef,
-        },
-        ctx,
-      ),
-  });
-  const retention = {
-    run: (dryRun: boolean) => retentionRef.ask({ type: 'run', dry_run: dryRun, trigger: 'admin' }, { timeoutMs: 3_600_000 * 4, caller: 'admin.retention.run' }),
-    status: () => retentionRef.ask({ type: 'status' }, { timeoutMs: config.limits.query_timeout_ms, caller: 'admin.retention.status' }),
-  };
+  const maintenance = maintenanceWiring(config, system, { fs, dataDir, partition, syncBackends: sync.api.configured(), ...(options.migrations ? { migrations: options.migrations } : {}) });
   const patterns = new PatternApi({
     storage,
     search: chroma ? new ChromaSearch({ url: chroma.url, collectionPrefix: chroma.collection_prefix, requestTimeoutMs: config.limits.query_timeout_ms }) : undefined,
@@ -339,9 +231,9 @@ export async function startNode(config: Config, options: NodeOptions = {}): Prom
         storage,
         sync: sync.api,
         patterns,
-        backup,
-        migration,
-        retention,
+        backup: maintenance.backup,
+        migration: maintenance.migration,
+        retention: maintenance.retention,
       });
       const actor = new ApiActor({
         gateway: new Gateway(handlers, limitsOf(config), ctx.log),
@@ -365,7 +257,7 @@ export async function startNode(config: Config, options: NodeOptions = {}): Prom
       supervisorChild('shards', partitions, flags),
       supervisorChild('ingest', ingestPool, flags),
       supervisorChild('sync', sync.children, flags),
-      supervisorChild('maintenance', [backupChild, migrationChild, retentionChild], flags),
+      supervisorChild('maintenance', maintenance.children, flags),
       api,
     ],
     onExit: (reason: ExitReason) => {
