@@ -11,13 +11,13 @@
 // leaves no half object under its final name; an object is verified against
 // its name whenever it is read.
 
-import { createHash } from 'node:crypto';
 import { dirname, join } from 'node:path';
 import { BACKUP_ID, type BackupKind } from '../../protocols/requests.js';
 
 export type { BackupKind };
 import type { FileSystem } from '../ports/fs.js';
 import { writeFileAtomic } from '../storage/atomic.js';
+import { sha256 as sha256Of } from '../storage/partition-file.js';
 import { writeWhole } from '../storage/wal.js';
 
 
@@ -62,7 +62,6 @@ export class BackupError extends Error {
   override readonly name = 'BackupError';
 }
 
-export const sha256Of = (bytes: Uint8Array) => createHash('sha256').update(bytes).digest('hex');
 
 
 export class BackupStore {
@@ -83,15 +82,6 @@ export class BackupStore {
 
   async hasObject(sha256: string): Promise<boolean> {
     return (await this.fs.exists(this.objectPath(sha256))) || (await this.fs.exists(this.legacyPath(sha256)));
-  }
-
-  /** Stores `bytes` under their hash; `force` writes them even when present (a full backup's fresh copy). Returns whether it wrote. */
-  async putObject(bytes: Uint8Array, force: boolean): Promise<{ sha256: string; written: boolean }> {
-    const sha256 = sha256Of(bytes);
-    if (!force && (await this.hasObject(sha256))) return { sha256, written: false };
-    await this.fs.mkdir(join(this.dir, 'objects'));
-    await writeFileAtomic(this.fs, this.objectPath(sha256), bytes);
-    return { sha256, written: true };
   }
 
   /**
