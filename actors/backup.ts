@@ -8,6 +8,11 @@
 // - Archive rounds run every `wal_archive_interval_s`, one at a time, beside
 //   the jobs (a round only appends chunks; a backup only writes objects).
 // - Every job writes an audit record (src/audit/audit-log.ts).
+// - Backups, the archive and the schedule are of this data directory's
+//   incarnation (node.json); a restore may choose another (an earlier life
+//   of the directory), never combine two.
+// - A refused job (a BackupError: the caller's to fix) is logged as one
+//   line without a stack; anything else is logged whole.
 
 import { ProtocolError } from '../protocols/errors.js';
 import { later, type ActorContext, type Behavior, type Later } from '../src/kernel/actor.js';
@@ -19,8 +24,9 @@ import { archiveRound, type RoundReport } from '../src/backup/archiver.js';
 import { createBackup, verifyBackup, type ShardSnapshot } from '../src/backup/backup.js';
 import { dueBackup, pruneBackups } from '../src/backup/prune.js';
 import { restore, type RestoreRequest } from '../src/backup/restore.js';
-import { BackupError, BackupStore, refsOf, type BackupKind, type BackupManifest } from '../src/backup/store.js';
-import { WalArchive } from '../src/backup/wal-archive.js';
+import { BackupError, BackupStore, incarnationOfBackup, refsOf, type BackupKind, type BackupManifest } from '../src/backup/store.js';
+import { WalArchive, type ArchiveState } from '../src/backup/wal-archive.js';
+import type { Lineage } from '../src/storage/node-meta.js';
 import type { WalBytes, WalPosition } from '../src/storage/shard-store.js';
 import type { PartitionMessage, PartitionReply } from './partition.js';
 
@@ -37,6 +43,9 @@ export interface BackupOptions {
   dataDir: string;
   targetDir: string;
   nodeId: string;
+  /** The data directory's incarnation, and where it came from if restored (node.json). */
+  incarnation: string;
+  lineage?: Lineage | null;
   shards: number;
   partition: (shard: number) => ActorRef<PartitionMessage, PartitionReply>;
   /** Bound on one shard's snapshot. */
@@ -54,6 +63,7 @@ function summaryOf(manifest: BackupManifest): Record<string, unknown> {
   return {
     backup_id: manifest.backup_id,
     kind: manifest.kind,
+    incarnation: incarnationOfBackup(manifest),
     parent: manifest.parent,
     created_at: manifest.created_at,
     completed_at: manifest.completed_at ?? null,
@@ -67,22 +77,49 @@ function summaryOf(manifest: BackupManifest): Record<string, unknown> {
 
 /** BackupError (bad id, missing parent, damaged object, target exists) is the caller's to fix: E_VALIDATION or E_NOT_FOUND. */
 function asProtocolError(error: unknown): never {
-  if (error instanceof BackupError) {
-    const notFound = /^no backups? /.test(error.message);
-    throw new ProtocolError(notFound ? 'E_NOT_FOUND' : 'E_VALIDATION', error.message);
-  }
+  if (error instanceof BackupError) throw new ProtocolError(error.notFound ? 'E_NOT_FOUND' : 'E_VALIDATION', error.message);
   throw error;
 }
 
+/** Every incarnation the target holds backups or an archive of, with what a restore could use. */
+async function incarnationsOf(store: BackupStore, backups: readonly BackupManifest[], options: BackupOptions) {
+  const names = new Set([options.incarnation, ...backups.map(incarnationOfBackup), ...(await WalArchive.incarnations(options.fs, store.dir, options.nodeId))]);
+  return Promise.all(
+    [...names].sort().map(async (incarnation) => {
+      const own = backups.filter((backup) => incarnationOfBackup(backup) === incarnation);
+      const state = await new WalArchive(options.fs, store.dir, options.nodeId, incarnation).readState().catch(() => undefined);
+      return {
+        incarnation,
+        current: incarnation === options.incarnation,
+        backups: own.length,
+        oldest_backup: own[0]?.backup_id ?? null,
+        newest_backup: own.at(-1)?.backup_id ?? null,
+        recovery_point: recoveryPointOf(state),
+      };
+    }),
+  );
+}
+
+/** The moment up to which every shard's acknowledged writes are archived. */
+const recoveryPointOf = (state: ArchiveState | undefined): string | null => (state ? (Object.values(state.shards).map((shard) => shard.archived_at).sort()[0] ?? null) : null);
+
 export function backupBehavior(options: BackupOptions, ctx: ActorContext): Behavior<BackupMessage, unknown> {
   const store = new BackupStore(options.fs, options.targetDir);
-  const archive = new WalArchive(options.fs, options.targetDir, options.nodeId);
+  const archiveOf = (incarnation: string) => new WalArchive(options.fs, options.targetDir, options.nodeId, incarnation);
+  const archive = archiveOf(options.incarnation);
   const audit = new AuditLog(options.fs, options.dataDir);
   let running: string | undefined;
   let archiving: Promise<RoundReport | undefined> | undefined;
   /** Where each shard's last archive round stopped reading its WAL. */
   const positions = new Map<number, WalPosition>();
   let lastRound: { at: string; ok: boolean; error?: string; entries?: number } | undefined;
+  /**
+   * The archive's state as of `lastRound`: read once from archive.json, then
+   * set together with lastRound when a round ends, so that a listing never
+   * pairs a round's new recovery point (written to archive.json before the
+   * round ends) with the status of the round before it.
+   */
+  let archived: Promise<ArchiveState | undefined> = archive.readState().catch(() => undefined);
   const timers = new Map<string, TimerHandle>();
 
   const record = (action: string, outcome: 'ok' | 'failed', details: Record<string, unknown>) =>
@@ -100,7 +137,8 @@ export function backupBehavior(options: BackupOptions, ctx: ActorContext): Behav
           return result;
         })
         .catch(async (error: unknown) => {
-          ctx.log.warn({ job: name, err: error }, 'backup job failed');
+          if (error instanceof BackupError) ctx.log.warn({ job: name, reason: error.message }, 'backup job refused');
+          else ctx.log.warn({ job: name, err: error }, 'backup job failed');
           await record(action, 'failed', { job: name, error: (error as Error).message });
           return asProtocolError(error);
         })
@@ -128,9 +166,10 @@ export function backupBehavior(options: BackupOptions, ctx: ActorContext): Behav
             now: () => ctx.clock.now(),
             log: ctx.log,
           },
-          await archive.readState().catch(() => undefined),
+          await archived,
           positions,
         );
+        archived = Promise.resolve(report.state);
         lastRound = { at: new Date(ctx.clock.now()).toISOString(), ok: true, entries: report.entries };
         if (report.entries > 0) ctx.log.debug({ entries: report.entries, chunks: report.chunks }, 'WAL archived');
         return report;
@@ -167,12 +206,13 @@ export function backupBehavior(options: BackupOptions, ctx: ActorContext): Behav
   /** Takes the backup the schedule says is due, then prunes what backup retention no longer keeps. */
   const scheduled = async () => {
     const schedule = options.schedule!;
-    const kind = dueBackup(await store.list(), ctx.clock.now(), schedule);
+    const kind = dueBackup(await store.list(), options.incarnation, ctx.clock.now(), schedule);
     if (!kind || running) return;
     await archiveNow();
     await (job(`a scheduled ${kind} backup`, 'backup.create', async () => {
       const summary = await create(kind);
-      const pruned = await pruneBackups(store, archive, options.shards, ctx.clock.now(), schedule.keepDays);
+      const target = { store, archiveOf, incarnations: await WalArchive.incarnations(options.fs, options.targetDir, options.nodeId), ownIncarnation: options.incarnation, shards: options.shards };
+      const pruned = await pruneBackups(target, ctx.clock.now(), schedule.keepDays);
       return { ...summary, scheduled: true, pruned };
     }).promise.catch(() => undefined));
   };
@@ -184,26 +224,33 @@ export function backupBehavior(options: BackupOptions, ctx: ActorContext): Behav
           return job(`a ${message.kind} backup`, 'backup.create', () => create(message.kind));
         case 'list':
           return later(
-            Promise.all([store.list(), archive.readState().catch(() => undefined)])
-              .then(([backups, state]) => ({
+            (async () => {
+              // One moment's pair: the state and the round that wrote it.
+              const [state, round] = [await archived, lastRound];
+              const backups = await store.list();
+              return {
                 target_dir: options.targetDir,
+                incarnation: options.incarnation,
+                lineage: options.lineage ?? null,
                 backups: backups.map(summaryOf),
+                incarnations: await incarnationsOf(store, backups, options),
                 wal_archive: {
                   enabled: options.walArchiveIntervalMs !== undefined,
                   interval_s: options.walArchiveIntervalMs === undefined ? null : options.walArchiveIntervalMs / 1000,
+                  incarnation: options.incarnation,
                   dir: archive.dir,
-                  recovery_point: state ? Object.values(state.shards).map((shard) => shard.archived_at).sort()[0] ?? null : null,
-                  last_round: lastRound ?? null,
+                  recovery_point: recoveryPointOf(state),
+                  last_round: round ?? null,
                 },
-              }))
-              .catch(asProtocolError),
+              };
+            })().catch(asProtocolError),
           );
         case 'verify':
           return job(`verifying ${message.backup_id}`, 'backup.verify', async () => {
             const report = await verifyBackup(store, options.fs, message.backup_id, ctx.log);
             const manifest = await store.manifest(message.backup_id);
             // Separate from `valid`: the backup restores as it is even when the archive after it cannot replay.
-            const walArchive = await new WalArchive(options.fs, options.targetDir, manifest.node.node_id).checkAfter(manifest.shards);
+            const walArchive = await new WalArchive(options.fs, options.targetDir, manifest.node.node_id, incarnationOfBackup(manifest)).checkAfter(manifest.shards);
             return { ...report, wal_archive: walArchive };
           });
         case 'restore': {
@@ -212,7 +259,7 @@ export function backupBehavior(options: BackupOptions, ctx: ActorContext): Behav
           // A point-in-time restore first archives what is durable now, so "now" is restorable.
           return job(`restoring ${what}`, 'backup.restore', async () => {
             if (request.toTime !== undefined && options.walArchiveIntervalMs !== undefined) await archiveNow();
-            return { ...(await restore(store, options.fs, request, ctx.log)) };
+            return { ...(await restore(store, options.fs, request, ctx.log, options.incarnation, ctx.clock.now())) };
           });
         }
         case 'archive':

@@ -34,7 +34,7 @@ import { createGenerator } from '../src/demo/generate.js';
 import { silentLogger } from '../src/log.js';
 import { nodeFileSystem, type FileSystem } from '../src/ports/fs.js';
 import { loadPriceTable, type PriceTable } from '../src/pricing/price-table.js';
-import { openDataDir, shardOf } from '../src/storage/node-meta.js';
+import { incarnationOf, openDataDir, readNodeMeta, shardOf } from '../src/storage/node-meta.js';
 import { SEALED_FILE_RECORDS_MAX, ShardStore, type NewRecord } from '../src/storage/shard-store.js';
 
 const DAY_MS = 86_400_000;
@@ -240,8 +240,9 @@ async function main(): Promise<void> {
       if (/^\.restoring-[0-9a-f]+$/.test(path.slice(targetDir.length))) materialisedAt = performance.now();
     },
   };
+  const incarnation = incarnationOf(await readNodeMeta(fs, dataDir));
   const restoreStarted = performance.now();
-  const restored = await timed(() => restore(store, watched, { backupId: full.result.backup_id, targetDir }, silentLogger));
+  const restored = await timed(() => restore(store, watched, { backupId: full.result.backup_id, targetDir }, silentLogger, incarnation));
   if (restored.result.records !== total) throw new Error(`restore found ${restored.result.records} records, not ${total}`);
 
   const report: BackupChildReport = {

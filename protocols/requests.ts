@@ -132,6 +132,8 @@ export type BackupKind = (typeof BACKUP_KINDS)[number];
 export interface BackupRestoreRequest {
   backup_id?: string;
   to_time?: number;
+  /** The history to restore from (default: the backup's, or with to_time alone the node's own). */
+  incarnation?: string;
   user_id?: string;
   from?: number;
   to?: number;
@@ -139,6 +141,12 @@ export interface BackupRestoreRequest {
 }
 /** A backup's id: its UTC time to the millisecond and its kind, so ids sort in time order. */
 export const BACKUP_ID = /^\d{8}T\d{9}Z-(full|incremental|differential)$/;
+/**
+ * A data directory's incarnation: 16 random hex digits given when the
+ * directory is created (or restored), or `legacy` for directories, backups
+ * and archives from before incarnations existed.
+ */
+export const INCARNATION_ID = /^([0-9a-f]{16}|legacy)$/;
 export type SyncBackend = (typeof SYNC_BACKENDS)[number];
 export interface SyncStatusRequest {
   backend?: SyncBackend;
@@ -287,6 +295,7 @@ export function requestSchemas(limits: ProtocolLimits = DEFAULT_LIMITS, now: () 
       .object({
         backup_id: backupId.optional(),
         to_time: timestampSchema(now).optional(),
+        incarnation: z.string().regex(INCARNATION_ID, 'must be an incarnation id: 16 hex digits, or legacy').optional(),
         user_id: id.optional(),
         from: filters.from,
         to: filters.to,

@@ -21,6 +21,8 @@ import { actorChild } from './worker.js';
 export interface MaintenanceDependencies {
   fs: FileSystem;
   dataDir: string;
+  /** The data directory's incarnation (node.json): its backups and WAL archive are kept under it. */
+  incarnation: string;
   partition: (shard: number) => ActorRef<PartitionMessage, PartitionReply>;
   /** The mirrors this node syncs, for retention's deletions. */
   syncBackends: SyncBackend[];
@@ -47,6 +49,7 @@ export function maintenanceWiring(config: Config, system: ActorSystem, deps: Mai
           dataDir: deps.dataDir,
           targetDir: resolve(config.backup.target_dir),
           nodeId: config.node.id,
+          incarnation: deps.incarnation,
           shards: config.cluster.shards,
           partition: deps.partition,
           snapshotTimeoutMs: config.limits.query_timeout_ms,
@@ -83,6 +86,7 @@ export function maintenanceWiring(config: Config, system: ActorSystem, deps: Mai
           ...(request.user_id !== undefined ? { userId: request.user_id } : {}),
           ...(request.from !== undefined ? { from: request.from } : {}),
           ...(request.to !== undefined ? { to: request.to } : {}),
+          ...(request.incarnation !== undefined ? { incarnation: request.incarnation } : {}),
         },
       }),
   };

@@ -26,7 +26,8 @@ import { StorageApi } from '../actors/storage-api.js';
 import { ChromaSearch } from '../src/sync/chroma-search.js';
 import { nodeFileSystem, type FileSystem } from '../src/ports/fs.js';
 import { loadPriceTable, type PriceTable } from '../src/pricing/price-table.js';
-import { lockDataDir, openDataDir, type DataDirLock } from '../src/storage/node-meta.js';
+import { lockDataDir, type DataDirLock } from '../src/storage/data-dir-lock.js';
+import { dataDirEntries, forgetFailedStart, incarnationOf, makeDataDir, openDataDir, type Lineage, type NodeMeta } from '../src/storage/node-meta.js';
 import { AuditLog } from '../src/audit/audit-log.js';
 import type { Migration } from '../src/migration/entries.js';
 import { recoverMigration } from '../src/migration/journal.js';
@@ -65,6 +66,9 @@ export interface NodeOptions {
 export interface StatusReply {
   node_id: string;
   cluster_id: string;
+  /** The data directory's identity (node.json), and where a restored one came from. */
+  incarnation: string;
+  lineage: Lineage | null;
   version: string;
   protocol: number;
   started_at: number;
@@ -85,6 +89,7 @@ export class UsageNode {
     readonly startedAt: number,
     private readonly ownsEmbedded: boolean,
     private readonly lock: DataDirLock,
+    readonly identity: { incarnation: string; lineage: Lineage | null },
   ) {}
 
   get nodeId(): string {
@@ -96,6 +101,8 @@ export class UsageNode {
     return {
       node_id: this.config.node.id,
       cluster_id: this.config.cluster.id,
+      incarnation: this.identity.incarnation,
+      lineage: this.identity.lineage,
       version: VERSION,
       protocol: PROTOCOL_VERSION,
       started_at: this.startedAt,
@@ -140,20 +147,28 @@ export async function startNode(config: Config, options: NodeOptions = {}): Prom
   const clock = options.clock ?? systemClock;
   const fs = options.fs ?? nodeFileSystem;
   const dataDir = resolve(config.node.data_dir);
-  await fs.mkdir(dataDir);
+  const before = await dataDirEntries(fs, dataDir);
+  await makeDataDir(fs, dataDir);
   const lock = await lockDataDir(dataDir);
+  let meta: (NodeMeta & { created: boolean }) | undefined;
+  /** A start that fails gives up the lock, and leaves a directory it created as it found it. */
+  const abandon = async () => {
+    await lock.release();
+    if (meta?.created) await forgetFailedStart(dataDir, before);
+  };
   let prices: PriceTable | undefined;
   let nats: NatsTransport | undefined;
   try {
-    await openDataDir(fs, dataDir, { node_id: config.node.id, cluster_id: config.cluster.id, shards: config.cluster.shards }, clock.now());
+    meta = await openDataDir(fs, dataDir, { node_id: config.node.id, cluster_id: config.cluster.id, shards: config.cluster.shards }, clock.now());
     // Before any shard opens: a migration a crash interrupted is rolled back (or, if it had committed, completed).
     await recoverMigration({ fs, dataDir, shards: config.cluster.shards, log, audit: new AuditLog(fs, dataDir), now: clock.now() });
     prices = loadPrices(config, log);
     nats = await openNats(config, log);
   } catch (error) {
-    await lock.release();
+    await abandon();
     throw error;
   }
+  const identity = { incarnation: incarnationOf(meta), lineage: meta.lineage ?? null };
   const embedded = options.embedded ?? new EmbeddedTransport();
   const system = new ActorSystem({
     nodeId: config.node.id,
@@ -213,7 +228,7 @@ export async function startNode(config: Config, options: NodeOptions = {}): Prom
   const sync = syncWiring(config, system, partition);
   const chroma = config.backends.chroma;
   const storage = new StorageApi({ shards: shardCount, partition, askTimeoutMs: config.limits.ask_timeout_ms, queryTimeoutMs: config.limits.query_timeout_ms });
-  const maintenance = maintenanceWiring(config, system, { fs, dataDir, partition, syncBackends: sync.api.configured(), ...(options.migrations ? { migrations: options.migrations } : {}) });
+  const maintenance = maintenanceWiring(config, system, { fs, dataDir, incarnation: identity.incarnation, partition, syncBackends: sync.api.configured(), ...(options.migrations ? { migrations: options.migrations } : {}) });
   const patterns = new PatternApi({
     storage,
     search: chroma ? new ChromaSearch({ url: chroma.url, collectionPrefix: chroma.collection_prefix, requestTimeoutMs: config.limits.query_timeout_ms }) : undefined,
@@ -273,12 +288,12 @@ export async function startNode(config: Config, options: NodeOptions = {}): Prom
   } catch (error) {
     system.unlisten();
     await nats?.drain().catch(() => undefined);
-    await lock.release();
+    await abandon();
     throw error;
   }
-  node = new UsageNode(config, system, root, embedded, nats, clock.now(), options.embedded === undefined, lock);
+  node = new UsageNode(config, system, root, embedded, nats, clock.now(), options.embedded === undefined, lock, identity);
   log.info(
-    { node_id: config.node.id, transport: config.transport.kind, nats: nats ? 'connected' : 'off', subject_prefix: config.transport.subject_prefix },
+    { node_id: config.node.id, incarnation: identity.incarnation, transport: config.transport.kind, nats: nats ? 'connected' : 'off', subject_prefix: config.transport.subject_prefix },
     'node started',
   );
   return node;

@@ -26,6 +26,8 @@ export interface ArchiveSource {
 export interface RoundReport {
   entries: number;
   chunks: number;
+  /** What the round wrote to archive.json. */
+  state: ArchiveState;
   shards: { shard: number; archived_seq: number; archived_at: string; entries: number; superseded?: string }[];
 }
 
@@ -36,8 +38,8 @@ export interface RoundReport {
  * and entries the archive holds are skipped by seq.
  */
 export async function archiveRound(archive: WalArchive, source: ArchiveSource, previous: ArchiveState | undefined, positions: Map<number, WalPosition>): Promise<RoundReport> {
-  const report: RoundReport = { entries: 0, chunks: 0, shards: [] };
   const state: ArchiveState = { updated_at: '', shards: { ...(previous?.shards ?? {}) } };
+  const report: RoundReport = { entries: 0, chunks: 0, state, shards: [] };
   for (let shard = 0; shard < source.shards; shard++) {
     // Everything acknowledged before this moment is durable, so in what walSince returns.
     const at = source.now();
@@ -47,9 +49,13 @@ export async function archiveRound(archive: WalArchive, source: ArchiveSource, p
     if (durableSeq < archived) {
       // Read whole again below: the new line of history starts at the beginning of what the shard holds.
       if (positions.delete(shard)) ({ segments, durableSeq } = await source.walSince(shard));
-      // This data directory is behind its archive (restored from a backup): the old line of history is kept aside.
+      // Behind its own incarnation's archive: a copy of the directory run beside or after the original (a restore
+      // gives a new incarnation, so it is not one). The other line of history is kept aside.
       superseded = await archive.supersede(shard, at);
-      source.log.warn({ shard, durable_seq: durableSeq, archived_seq: archived, moved_to: superseded }, 'the data directory is behind its WAL archive (a restore?); the archive of this shard starts over');
+      source.log.warn(
+        { shard, incarnation: archive.incarnation, durable_seq: durableSeq, archived_seq: archived, moved_to: superseded },
+        'the data directory is behind its own WAL archive (a copy of this directory ran elsewhere?); the archive of this shard starts over',
+      );
       archived = 0;
     }
     const fresh: WalEntry[] = [];

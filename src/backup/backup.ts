@@ -24,8 +24,9 @@ import type { ShardManifest } from '../storage/manifest.js';
 import { scanSegment, writeWhole } from '../storage/wal.js';
 import { readManifest } from '../storage/manifest.js';
 import { ROLLUP_DIR } from '../retention/rollup-file.js';
+import { incarnationOf, type NodeMeta } from '../storage/node-meta.js';
 import { ShardStore } from '../storage/shard-store.js';
-import { BackupError, backupIdOf, eachBounded, refsOf, SYNCS_IN_FLIGHT, type BackupKind, type BackupManifest, type BackupStore, type ObjectRef, type ShardBackup } from './store.js';
+import { BackupError, backupIdOf, eachBounded, incarnationOfBackup, refsOf, SYNCS_IN_FLIGHT, type BackupKind, type BackupManifest, type BackupStore, type ObjectRef, type ShardBackup } from './store.js';
 
 export interface ShardSnapshot {
   metadata: Uint8Array;
@@ -49,12 +50,15 @@ export interface CreateOptions {
   progress?: (done: number, total: number) => void;
 }
 
-/** The backup an incremental or differential one is taken against. */
-function parentOf(kind: BackupKind, backups: readonly BackupManifest[]): BackupManifest | undefined {
+/** The backup an incremental or differential one is taken against: of the same incarnation, never another history's. */
+function parentOf(kind: BackupKind, backups: readonly BackupManifest[], incarnation: string): BackupManifest | undefined {
   if (kind === 'full') return undefined;
-  const candidates = kind === 'differential' ? backups.filter((backup) => backup.kind === 'full') : backups;
+  const own = backups.filter((backup) => incarnationOfBackup(backup) === incarnation);
+  const candidates = kind === 'differential' ? own.filter((backup) => backup.kind === 'full') : own;
   const parent = candidates.at(-1);
-  if (!parent) throw new BackupError(`a ${kind} backup needs a full backup to start from; take one with kind full first`);
+  if (!parent || !own.some((backup) => backup.kind === 'full')) {
+    throw new BackupError(`a ${kind} backup needs a full backup of this data directory (incarnation ${incarnation}) to start from; take one with kind full first`);
+  }
   return parent;
 }
 
@@ -67,7 +71,9 @@ export const objectsOf = (manifest: BackupManifest): Set<string> => new Set([man
 
 export async function createBackup(options: CreateOptions): Promise<BackupManifest> {
   const { store, fs, kind } = options;
-  const parent = parentOf(kind, await store.list());
+  const nodeJson = await fs.readFile(join(options.dataDir, 'node.json'));
+  const node = JSON.parse(new TextDecoder().decode(nodeJson)) as NodeMeta;
+  const parent = parentOf(kind, await store.list(), incarnationOf(node));
   const parentObjects = parent ? objectsOf(parent) : new Set<string>();
   let written = 0;
   let bytesWritten = 0;
@@ -87,8 +93,6 @@ export async function createBackup(options: CreateOptions): Promise<BackupManife
     }
     return ref;
   };
-  const nodeJson = await fs.readFile(join(options.dataDir, 'node.json'));
-  const node = JSON.parse(new TextDecoder().decode(nodeJson)) as BackupManifest['node'];
   const shards: ShardBackup[] = [];
   for (let shard = 0; shard < options.shards; shard++) {
     const snapshot = await options.snapshot(shard);
@@ -142,6 +146,7 @@ export async function createBackup(options: CreateOptions): Promise<BackupManife
   const manifest: BackupManifest = {
     backup_id: backupIdOf(options.now, kind),
     kind,
+    incarnation: incarnationOf(node),
     parent: parent?.backup_id ?? null,
     created_at: new Date(options.now).toISOString(),
     completed_at: new Date(completedAt).toISOString(),

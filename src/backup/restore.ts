@@ -3,17 +3,25 @@
 // renamed into place. Three forms, which combine:
 //
 // - full: a backup as it was taken.
-// - point in time (`toTime`): the newest backup completed at or before T,
-//   then every archived WAL entry after that backup whose version was
-//   written at or before T (its `updated_at`, by the node's clock), replayed
-//   as a WAL segment the node recovers at start. A gap in the archive after
-//   the base backup is refused, never skipped. What was acknowledged after
-//   the archive's last round is not in the archive: the reply says how far
-//   it reaches (the recovery point).
+// - point in time (`toTime`): the newest backup of the chosen incarnation
+//   completed at or before T, then every entry of that incarnation's WAL
+//   archive after that backup whose version was written at or before T
+//   (its `updated_at`, by the node's clock), replayed as a WAL segment the
+//   node recovers at start. A gap in the archive after the base backup is
+//   refused, never skipped. What was acknowledged after the archive's last
+//   round is not in the archive: the reply says how far it reaches (the
+//   recovery point).
 // - partial (`userId`, `from`, `to` on record time): the current versions
 //   of the matching records only, versions and sequence numbers kept, in a
 //   data directory of the same node and shard count, so that a node can
 //   serve it beside the live one.
+//
+// One history at a time: a restore combines a backup and archive chunks
+// of one incarnation of the data directory only (src/storage/node-meta.ts),
+// chosen as the request's `incarnation`, else the named backup's, else
+// (a point in time alone) the running node's own. The restored directory
+// is a new incarnation whose node.json records its lineage: the
+// incarnation and backup it came from, and the time restored to.
 
 import { randomBytes } from 'node:crypto';
 import { rm } from 'node:fs/promises';
@@ -22,10 +30,11 @@ import type { StoredRecord } from '../../protocols/record.js';
 import type { Logger } from '../log.js';
 import type { FileSystem } from '../ports/fs.js';
 import { writeFileAtomic } from '../storage/atomic.js';
+import { encodeNodeMeta, newIncarnation, readNodeMeta, type Lineage } from '../storage/node-meta.js';
 import { ShardStore } from '../storage/shard-store.js';
 import { encodeFrames, segmentName, type WalEntry } from '../storage/wal.js';
 import { checkRestored, materialise } from './backup.js';
-import { BackupError, type BackupManifest, type BackupStore } from './store.js';
+import { BackupError, incarnationOfBackup, type BackupManifest, type BackupStore } from './store.js';
 import { WalArchive } from './wal-archive.js';
 
 export interface RestoreRequest {
@@ -38,11 +47,18 @@ export interface RestoreRequest {
   /** Partial: records with ts in [from, to). */
   from?: number;
   to?: number;
+  /** The history to restore from (default: the backup's; with toTime alone, `ownIncarnation`). */
+  incarnation?: string;
   targetDir: string;
 }
 
 export interface RestoreReport {
   backup_id: string;
+  /** The history restored: the base backup's incarnation, whose archive was replayed. */
+  incarnation: string;
+  /** The restored directory's own incarnation, and where it came from. */
+  new_incarnation: string;
+  lineage: Lineage;
   target_dir: string;
   records: number;
   to_time?: string;
@@ -59,31 +75,34 @@ export const completedAtOf = (manifest: BackupManifest) => Date.parse(manifest.c
 
 const iso = (ms: number) => new Date(ms).toISOString();
 
-/** The backup a restore starts from. */
-async function baseOf(store: BackupStore, request: RestoreRequest): Promise<BackupManifest> {
+/** The backup a restore starts from, of one incarnation. */
+async function baseOf(store: BackupStore, request: RestoreRequest, ownIncarnation: string): Promise<BackupManifest> {
   const { toTime } = request;
-  if (toTime === undefined) {
-    if (request.backupId === undefined) throw new BackupError('give backup_id, to_time, or both');
-    return store.manifest(request.backupId);
-  }
   if (request.backupId !== undefined) {
     const chosen = await store.manifest(request.backupId);
-    if (completedAtOf(chosen) > toTime) {
+    const of = incarnationOfBackup(chosen);
+    if (request.incarnation !== undefined && request.incarnation !== of) {
+      throw new BackupError(`backup ${chosen.backup_id} is of incarnation ${of}, not ${request.incarnation}; a restore combines one history only`);
+    }
+    if (toTime !== undefined && completedAtOf(chosen) > toTime) {
       throw new BackupError(`backup ${chosen.backup_id} completed at ${iso(completedAtOf(chosen))}, after to_time ${iso(toTime)}; pick an earlier backup or leave backup_id out`);
     }
     return chosen;
   }
+  if (toTime === undefined) throw new BackupError('give backup_id, to_time, or both');
+  const incarnation = request.incarnation ?? ownIncarnation;
   const backups = await store.list();
-  const base = backups.filter((backup) => completedAtOf(backup) <= toTime).at(-1);
-  if (!base) {
-    const first = backups[0];
-    throw new BackupError(
-      first
-        ? `no backup completed at or before ${iso(toTime)}; the oldest, ${first.backup_id}, completed at ${iso(completedAtOf(first))}`
-        : `no backups in ${store.dir} yet; a point-in-time restore starts from one`,
-    );
-  }
-  return base;
+  const own = backups.filter((backup) => incarnationOfBackup(backup) === incarnation);
+  const base = own.filter((backup) => completedAtOf(backup) <= toTime).at(-1);
+  if (base) return base;
+  const elsewhere = backups.filter((backup) => incarnationOfBackup(backup) !== incarnation && completedAtOf(backup) <= toTime).at(-1);
+  const oldest = own[0];
+  throw new BackupError(
+    `no backup of incarnation ${incarnation} completed at or before ${iso(toTime)}` +
+      (oldest ? `; its oldest, ${oldest.backup_id}, completed at ${iso(completedAtOf(oldest))}` : backups.length === 0 ? `; there are no backups in ${store.dir} yet, and a point-in-time restore starts from one` : '; it has no backups yet') +
+      (elsewhere ? `; incarnation ${incarnationOfBackup(elsewhere)} (another history of this node) has ${elsewhere.backup_id}: pass incarnation ${incarnationOfBackup(elsewhere)} to restore that history` : ''),
+    { notFound: true },
+  );
 }
 
 /** Appends each shard's archived versions written by `toTime` as one WAL segment after the base's. */
@@ -94,7 +113,7 @@ async function replayArchive(
   staging: string,
   toTime: number,
 ): Promise<{ replayed: number; recoveryPoint: number | null; newRecords: Map<number, number> }> {
-  const archive = new WalArchive(fs, store.dir, base.node.node_id);
+  const archive = new WalArchive(fs, store.dir, base.node.node_id, incarnationOfBackup(base));
   let replayed = 0;
   /** Version 1 is a record's first write: new records beside the base's, per shard. */
   const newRecords = new Map<number, number>();
@@ -154,10 +173,23 @@ async function keepOnly(fs: FileSystem, base: BackupManifest, source: string, de
   return kept;
 }
 
-export async function restore(store: BackupStore, fs: FileSystem, request: RestoreRequest, log: Logger): Promise<RestoreReport> {
+/** Gives a restored directory its own incarnation, recording where it came from. */
+async function newLineage(fs: FileSystem, dir: string, lineage: Lineage): Promise<string> {
+  const meta = await readNodeMeta(fs, dir);
+  const incarnation = newIncarnation();
+  await writeFileAtomic(fs, join(dir, 'node.json'), encodeNodeMeta({ ...meta, incarnation, lineage }));
+  return incarnation;
+}
+
+/**
+ * Restores into `request.targetDir`. `ownIncarnation` is the running
+ * node's: the history a point-in-time restore chooses by default.
+ */
+export async function restore(store: BackupStore, fs: FileSystem, request: RestoreRequest, log: Logger, ownIncarnation: string, now: number = Date.now()): Promise<RestoreReport> {
   const { targetDir, toTime } = request;
   if (await fs.exists(targetDir)) throw new BackupError(`${targetDir} exists; restore into a new directory, then point data_dir at it`);
-  const base = await baseOf(store, request);
+  const base = await baseOf(store, request, ownIncarnation);
+  const incarnation = incarnationOfBackup(base);
   const partial = request.userId !== undefined || request.from !== undefined || request.to !== undefined;
   const suffix = randomBytes(4).toString('hex');
   const staging = `${targetDir}.restoring-${suffix}`;
@@ -172,6 +204,20 @@ export async function restore(store: BackupStore, fs: FileSystem, request: Resto
       else if (replay.recoveryPoint < toTime) notes.push(`the WAL archive reaches ${iso(replay.recoveryPoint)}; writes acknowledged after it and before to_time were not archived`);
     }
     let records = await checkRestored(fs, base, staging, log, replay ? { extraRecords: replay.newRecords } : {});
+    const selection = {
+      ...(request.userId !== undefined ? { user_id: request.userId } : {}),
+      ...(request.from !== undefined ? { from: iso(request.from) } : {}),
+      ...(request.to !== undefined ? { to: iso(request.to) } : {}),
+    };
+    const lineage: Lineage = {
+      parent_incarnation: incarnation,
+      backup_id: base.backup_id,
+      to_time: toTime === undefined ? null : iso(toTime),
+      restored_at: iso(now),
+      ...(partial ? { partial: selection } : {}),
+    };
+    // Before a partial selection copies node.json: the selected directory is a new history too.
+    const newIncarnationId = await newLineage(fs, staging, lineage);
     let ready = staging;
     if (partial) {
       records = await keepOnly(fs, base, staging, filtered, request, log);
@@ -182,18 +228,13 @@ export async function restore(store: BackupStore, fs: FileSystem, request: Resto
     await fs.syncDir(dirname(targetDir));
     return {
       backup_id: base.backup_id,
+      incarnation,
+      new_incarnation: newIncarnationId,
+      lineage,
       target_dir: targetDir,
       records,
       ...(toTime !== undefined ? { to_time: iso(toTime), replayed: replay!.replayed, recovery_point: replay!.recoveryPoint === null ? null : iso(replay!.recoveryPoint) } : {}),
-      ...(partial
-        ? {
-            partial: {
-              ...(request.userId !== undefined ? { user_id: request.userId } : {}),
-              ...(request.from !== undefined ? { from: iso(request.from) } : {}),
-              ...(request.to !== undefined ? { to: iso(request.to) } : {}),
-            },
-          }
-        : {}),
+      ...(partial ? { partial: selection } : {}),
       notes,
     };
   } finally {

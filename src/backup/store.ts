@@ -17,6 +17,7 @@ import { BACKUP_ID, type BackupKind } from '../../protocols/requests.js';
 export type { BackupKind };
 import type { FileSystem } from '../ports/fs.js';
 import { writeFileAtomic } from '../storage/atomic.js';
+import { LEGACY_INCARNATION } from '../storage/node-meta.js';
 import { sha256 as sha256Of } from '../storage/partition-file.js';
 import { writeWhole } from '../storage/wal.js';
 
@@ -45,6 +46,8 @@ export const refsOf = (shard: ShardBackup): ObjectRef[] => [shard.metadata, ...s
 export interface BackupManifest {
   backup_id: string;
   kind: BackupKind;
+  /** The data directory's incarnation the backup was taken of (absent in early backups: legacy). */
+  incarnation?: string;
   /** The backup this one was taken against (incremental: the newest; differential: the newest full). */
   parent: string | null;
   created_at: string;
@@ -58,9 +61,22 @@ export interface BackupManifest {
   bytes_written: number;
 }
 
+/**
+ * A backup operation refused for a reason the caller can fix (a bad id, a
+ * missing parent, a damaged object, a target that exists); `notFound`
+ * when what was asked for is not there (E_NOT_FOUND, else E_VALIDATION).
+ */
 export class BackupError extends Error {
   override readonly name = 'BackupError';
+  readonly notFound: boolean;
+  constructor(message: string, options: ErrorOptions & { notFound?: boolean } = {}) {
+    super(message, options);
+    this.notFound = options.notFound ?? false;
+  }
 }
+
+/** The incarnation a backup was taken of. */
+export const incarnationOfBackup = (manifest: BackupManifest): string => manifest.incarnation ?? LEGACY_INCARNATION;
 
 
 
@@ -122,7 +138,7 @@ export class BackupStore {
   async manifest(backupId: string): Promise<BackupManifest> {
     if (!BACKUP_ID.test(backupId)) throw new BackupError(`${JSON.stringify(backupId)} is not a backup id (such as 20261126T143000123Z-full)`);
     const path = join(this.dir, 'backups', `${backupId}.json`);
-    if (!(await this.fs.exists(path))) throw new BackupError(`no backup ${backupId} in ${this.dir}`);
+    if (!(await this.fs.exists(path))) throw new BackupError(`no backup ${backupId} in ${this.dir}`, { notFound: true });
     try {
       return JSON.parse(new TextDecoder().decode(await this.fs.readFile(path))) as BackupManifest;
     } catch (error) {

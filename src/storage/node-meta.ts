@@ -1,12 +1,38 @@
-// node.json: what a data directory belongs to. The shard count is fixed when
-// the directory is created; a node configured with another count refuses to
-// start on it rather than misplace every record.
+// node.json: what a data directory belongs to, and which history it holds.
+//
+// - The shard count is fixed when the directory is created; a node
+//   configured with another count refuses to start on it rather than
+//   misplace every record.
+// - The incarnation is the directory's identity: 16 random hex digits given
+//   when it is created, and a new one when a restore creates it (with its
+//   lineage: the incarnation and backup it came from, and to what time).
+//   Backups and the WAL archive are kept per incarnation, so that a restore
+//   never combines two histories, such as a node's life before and after
+//   its data directory was deleted (docs/operations.md). A directory from
+//   before incarnations existed is the `legacy` incarnation; node.json is
+//   not rewritten for it.
 
-import { open as openFile, readFile, unlink } from 'node:fs/promises';
+import { randomBytes } from 'node:crypto';
+import { readdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
+import { INCARNATION_ID } from '../../protocols/requests.js';
 import type { FileSystem } from '../ports/fs.js';
 import { writeFileAtomic } from './atomic.js';
 import { STORAGE_FORMAT_VERSION, STORAGE_FORMATS_READ } from './manifest.js';
+
+/** The incarnation of directories, backups and archive chunks written before incarnations existed. */
+export const LEGACY_INCARNATION = 'legacy';
+
+/** Where a restored directory's history comes from. */
+export interface Lineage {
+  parent_incarnation: string;
+  backup_id: string;
+  /** The point in time restored to; null for a backup restored as it was taken. */
+  to_time: string | null;
+  restored_at: string;
+  /** A partial restore's selection. */
+  partial?: { user_id?: string; from?: string; to?: string };
+}
 
 export interface NodeMeta {
   node_id: string;
@@ -14,26 +40,65 @@ export interface NodeMeta {
   shards: number;
   format_version: number;
   created_at: string;
+  /** Absent in directories created before incarnations: read as LEGACY_INCARNATION. */
+  incarnation?: string;
+  lineage?: Lineage;
+}
+
+/** A fresh random incarnation id. */
+export function newIncarnation(): string {
+  return randomBytes(8).toString('hex');
+}
+
+/** The incarnation a node.json (or a backup's copy of it) names. */
+export function incarnationOf(meta: { incarnation?: string | undefined }): string {
+  return meta.incarnation ?? LEGACY_INCARNATION;
+}
+
+export function isIncarnation(value: unknown): value is string {
+  return typeof value === 'string' && INCARNATION_ID.test(value);
 }
 
 export class DataDirError extends Error {
   override readonly name = 'DataDirError';
 }
 
-export async function openDataDir(fs: FileSystem, dataDir: string, wanted: Omit<NodeMeta, 'format_version' | 'created_at'>, now: number): Promise<NodeMeta> {
-  await fs.mkdir(dataDir);
+export const encodeNodeMeta = (meta: NodeMeta): Uint8Array => new TextEncoder().encode(JSON.stringify(meta, null, 1));
+
+/** node.json of `dataDir`; DataDirError when it cannot be read or is not a node's. */
+export async function readNodeMeta(fs: FileSystem, dataDir: string): Promise<NodeMeta> {
   const path = join(dataDir, 'node.json');
-  if (!(await fs.exists(path))) {
-    const meta: NodeMeta = { ...wanted, format_version: STORAGE_FORMAT_VERSION, created_at: new Date(now).toISOString() };
-    await writeFileAtomic(fs, path, new TextEncoder().encode(JSON.stringify(meta, null, 1)));
-    return meta;
-  }
   let meta: NodeMeta;
   try {
     meta = JSON.parse(new TextDecoder().decode(await fs.readFile(path))) as NodeMeta;
   } catch (error) {
     throw new DataDirError(`${path} is not valid JSON (${(error as Error).message}); restore it from a backup`, { cause: error });
   }
+  if (meta.incarnation !== undefined && !isIncarnation(meta.incarnation)) {
+    throw new DataDirError(`${path} names incarnation ${JSON.stringify(meta.incarnation)}, which is not 16 hex digits; restore it from a backup`);
+  }
+  return meta;
+}
+
+/**
+ * Opens (or creates) a data directory for a node; `created` says whether
+ * this call wrote its node.json, so that a start that fails later can
+ * leave the directory as it found it (forgetCreatedDataDir).
+ */
+export async function openDataDir(
+  fs: FileSystem,
+  dataDir: string,
+  wanted: Omit<NodeMeta, 'format_version' | 'created_at' | 'incarnation' | 'lineage'>,
+  now: number,
+): Promise<NodeMeta & { created: boolean }> {
+  await makeDataDir(fs, dataDir);
+  const path = join(dataDir, 'node.json');
+  if (!(await fs.exists(path))) {
+    const meta: NodeMeta = { ...wanted, format_version: STORAGE_FORMAT_VERSION, created_at: new Date(now).toISOString(), incarnation: newIncarnation() };
+    await writeFileAtomic(fs, path, encodeNodeMeta(meta));
+    return { ...meta, created: true };
+  }
+  const meta = await readNodeMeta(fs, dataDir);
   if (meta.node_id !== wanted.node_id) {
     throw new DataDirError(`${dataDir} belongs to node ${meta.node_id}, not ${wanted.node_id}; set node.id: ${meta.node_id}, or use another data_dir`);
   }
@@ -50,7 +115,23 @@ export async function openDataDir(fs: FileSystem, dataDir: string, wanted: Omit<
   if (!STORAGE_FORMATS_READ.includes(meta.format_version)) {
     throw new DataDirError(`${dataDir} has storage format ${meta.format_version}; this release reads formats ${STORAGE_FORMATS_READ.join(' and ')}`);
   }
-  return meta;
+  return { ...meta, created: false };
+}
+
+/** mkdir -p, with a sentence when the path (or a parent) is not a directory. */
+export async function makeDataDir(fs: FileSystem, dataDir: string): Promise<void> {
+  try {
+    await fs.mkdir(dataDir);
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code === 'EEXIST' || code === 'ENOTDIR') {
+      throw new DataDirError(`data_dir ${dataDir} is not a directory (a file of that name, or in its path, is in the way); set node.data_dir to a directory`, { cause: error });
+    }
+    if (code === 'EACCES' || code === 'EPERM' || code === 'EROFS') {
+      throw new DataDirError(`data_dir ${dataDir} cannot be created (${code}); set node.data_dir to a directory this user may write`, { cause: error });
+    }
+    throw error;
+  }
 }
 
 /** Stable shard of a user: FNV-1a (32 bit) of the UTF-8 bytes of user_id, modulo the shard count. */
@@ -70,53 +151,23 @@ function fnvBytes(bytes: Uint8Array): number {
   return hash;
 }
 
-/** Held while a node runs on a data directory; `release` gives it up. */
-export interface DataDirLock {
-  path: string;
-  release(): Promise<void>;
-}
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (error) {
-    return (error as NodeJS.ErrnoException).code === 'EPERM';
-  }
+/** The names in a data directory (null: it does not exist), taken before a start touches it. */
+export async function dataDirEntries(fs: FileSystem, dataDir: string): Promise<Set<string> | null> {
+  return (await fs.exists(dataDir)) ? new Set(await fs.readdir(dataDir).catch(() => [])) : null;
 }
 
 /**
- * One node per data directory: a second writer of the same shards would
- * corrupt them. The lock file holds the owner's pid; a lock whose process
- * is gone (a crash, SIGKILL) is taken over.
+ * Undoes what a start that created node.json wrote, so that a failed first
+ * start (NATS unreachable, a bad price file) leaves the directory as it
+ * found it: a later start with other settings is then not refused. Such a
+ * directory held no node.json, so nothing of ours was in it before.
  */
-const heldHere = new Set<string>();
-
-export async function lockDataDir(dataDir: string): Promise<DataDirLock> {
-  const path = join(dataDir, 'LOCK');
-  if (heldHere.has(path)) throw new DataDirError(`${dataDir} is already in use by another node in this process; one node per data directory`);
-  for (let attempt = 0; attempt < 2; attempt++) {
-    try {
-      const handle = await openFile(path, 'wx');
-      await handle.writeFile(`${process.pid}\n`);
-      await handle.close();
-      heldHere.add(path);
-      return {
-        path,
-        release: async () => {
-          heldHere.delete(path);
-          await unlink(path).catch(() => undefined);
-        },
-      };
-    } catch (error) {
-      if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
-      const owner = Number.parseInt(await readFile(path, 'utf8').catch(() => ''), 10);
-      // Our own pid and not held here: a lock left by this process's earlier run of a node.
-      if (Number.isInteger(owner) && owner !== process.pid && alive(owner)) {
-        throw new DataDirError(`${dataDir} is in use by another usage-tracker process (pid ${owner}); one node per data directory`);
-      }
-      await unlink(path).catch(() => undefined);
-    }
+export async function forgetFailedStart(dataDir: string, before: Set<string> | null): Promise<void> {
+  if (before === null) {
+    await rm(dataDir, { recursive: true, force: true });
+    return;
   }
-  throw new DataDirError(`${dataDir}: cannot take the lock file ${path}`);
+  for (const name of await readdir(dataDir).catch(() => [])) {
+    if (!before.has(name)) await rm(join(dataDir, name), { recursive: true, force: true });
+  }
 }
