@@ -82,12 +82,12 @@ function asProtocolError(error: unknown): never {
 }
 
 /** Every incarnation the target holds backups or an archive of, with what a restore could use. */
-async function incarnationsOf(store: BackupStore, backups: readonly BackupManifest[], options: BackupOptions) {
+async function incarnationsOf(store: BackupStore, backups: readonly BackupManifest[], options: BackupOptions, ownState: ArchiveState | undefined) {
   const names = new Set([options.incarnation, ...backups.map(incarnationOfBackup), ...(await WalArchive.incarnations(options.fs, store.dir, options.nodeId))]);
   return Promise.all(
     [...names].sort().map(async (incarnation) => {
       const own = backups.filter((backup) => incarnationOfBackup(backup) === incarnation);
-      const state = await new WalArchive(options.fs, store.dir, options.nodeId, incarnation).readState().catch(() => undefined);
+      const state = incarnation === options.incarnation ? ownState : await new WalArchive(options.fs, store.dir, options.nodeId, incarnation).readState().catch(() => undefined);
       return {
         incarnation,
         current: incarnation === options.incarnation,
@@ -233,7 +233,7 @@ export function backupBehavior(options: BackupOptions, ctx: ActorContext): Behav
                 incarnation: options.incarnation,
                 lineage: options.lineage ?? null,
                 backups: backups.map(summaryOf),
-                incarnations: await incarnationsOf(store, backups, options),
+                incarnations: await incarnationsOf(store, backups, options, state),
                 wal_archive: {
                   enabled: options.walArchiveIntervalMs !== undefined,
                   interval_s: options.walArchiveIntervalMs === undefined ? null : options.walArchiveIntervalMs / 1000,

@@ -15,14 +15,16 @@ import type { Config } from '../src/config/schema.js';
 import type { ActorRef, ActorSystem } from '../src/kernel/system.js';
 import type { Migration } from '../src/migration/entries.js';
 import type { FileSystem } from '../src/ports/fs.js';
+import type { Lineage } from '../src/storage/node-meta.js';
 import type { ChildSpec } from './spec.js';
 import { actorChild } from './worker.js';
 
 export interface MaintenanceDependencies {
   fs: FileSystem;
   dataDir: string;
-  /** The data directory's incarnation (node.json): its backups and WAL archive are kept under it. */
+  /** The data directory's incarnation (node.json): its backups and WAL archive are kept under it; and its lineage. */
   incarnation: string;
+  lineage: Lineage | null;
   partition: (shard: number) => ActorRef<PartitionMessage, PartitionReply>;
   /** The mirrors this node syncs, for retention's deletions. */
   syncBackends: SyncBackend[];
@@ -50,6 +52,7 @@ export function maintenanceWiring(config: Config, system: ActorSystem, deps: Mai
           targetDir: resolve(config.backup.target_dir),
           nodeId: config.node.id,
           incarnation: deps.incarnation,
+          lineage: deps.lineage,
           shards: config.cluster.shards,
           partition: deps.partition,
           snapshotTimeoutMs: config.limits.query_timeout_ms,

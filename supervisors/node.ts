@@ -228,7 +228,7 @@ export async function startNode(config: Config, options: NodeOptions = {}): Prom
   const sync = syncWiring(config, system, partition);
   const chroma = config.backends.chroma;
   const storage = new StorageApi({ shards: shardCount, partition, askTimeoutMs: config.limits.ask_timeout_ms, queryTimeoutMs: config.limits.query_timeout_ms });
-  const maintenance = maintenanceWiring(config, system, { fs, dataDir, incarnation: identity.incarnation, partition, syncBackends: sync.api.configured(), ...(options.migrations ? { migrations: options.migrations } : {}) });
+  const maintenance = maintenanceWiring(config, system, { fs, dataDir, incarnation: identity.incarnation, lineage: identity.lineage, partition, syncBackends: sync.api.configured(), ...(options.migrations ? { migrations: options.migrations } : {}) });
   const patterns = new PatternApi({
     storage,
     search: chroma ? new ChromaSearch({ url: chroma.url, collectionPrefix: chroma.collection_prefix, requestTimeoutMs: config.limits.query_timeout_ms }) : undefined,

@@ -8,7 +8,14 @@
 import t, { type Test } from 'tap';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { join, sep } from 'node:path';
+import { decode, encode } from '../../protocols/codec.js';
+import { subjects, type EndpointName } from '../../protocols/subjects.js';
+import { loadConfig } from '../../src/config/load.js';
+import { silentLogger } from '../../src/log.js';
+import { nodeFileSystem, type FileSystem } from '../../src/ports/fs.js';
+import { EmbeddedTransport } from '../../src/transport/embedded.js';
+import { startNode } from '../../supervisors/node.js';
 import { localRecords } from '../helpers/mirror.js';
 import { startTestNode, type TestNode } from '../helpers/node.js';
 
@@ -137,7 +144,7 @@ t.test('a restore to T holds exactly the versions acknowledged by T', async (t) 
 
   const early = await node.call('admin.backup.restore', { to_time: Date.parse(base.created_at) - 60_000, target_dir: join(root, 'early') });
   t.equal(early.error?.code, 'E_NOT_FOUND');
-  t.match(early.error?.message, /no backup completed at or before/);
+  t.match(early.error?.message, /no backup of incarnation [0-9a-f]{16} completed at or before/);
   const tooNew = await node.call('admin.backup.restore', { backup_id: incremental.backup_id, to_time: t1, target_dir: join(root, 'mismatch') });
   t.match(tooNew.error?.message, /after to_time/);
   t.notOk(existsSync(join(root, 'early')) || existsSync(join(root, 'mismatch')), 'a refused restore leaves nothing');
@@ -175,7 +182,7 @@ t.test('the archive keeps up on its own: the recovery point trails the newest wr
     return existsSync(dir) ? readdirSync(dir).filter((name) => name.endsWith('.log')) : [];
   });
   t.same(pending, [], 'retired segments are removed once archived');
-  const chunks = readdirSync(join(`${dataDir}-backups`, 'wal', node.config.node.id)).filter((name) => /^\d+$/.test(name));
+  const chunks = readdirSync(join(`${dataDir}-backups`, 'wal', node.config.node.id, listed.incarnation)).filter((name) => /^\d+$/.test(name));
   t.equal(chunks.length, 3, 'every shard has archived chunks');
 });
 
@@ -207,4 +214,52 @@ t.test('a partial restore keeps one user, or one time range, at their versions',
 
   const none = await node.call('admin.backup.restore', { backup_id: backup.backup_id, user_id: 'nobody', target_dir: join(root, 'none') });
   t.equal(none.records, 0, 'a user with no records restores to an empty directory, not an error');
+});
+
+t.test('a listing never pairs a round\'s new recovery point with the round before it', async (t) => {
+  // The race CI saw: archive.json (with the new recovery point) is in place before the round ends and its
+  // status is set. A filesystem that holds the round right after archive.json is renamed into place shows it.
+  const dataDir = mkdtempSync(join(tmpdir(), 'usage-tracker-race-'));
+  t.teardown(() => {
+    rmSync(dataDir, { recursive: true, force: true });
+    rmSync(`${dataDir}-backups`, { recursive: true, force: true });
+  });
+  let signal!: () => void;
+  let release!: () => void;
+  const reached = new Promise<void>((resolve) => (signal = resolve));
+  const released = new Promise<void>((resolve) => (release = resolve));
+  let holding = true;
+  const fs: FileSystem = {
+    ...nodeFileSystem,
+    rename: async (from, to) => {
+      await nodeFileSystem.rename(from, to);
+      if (holding && to.endsWith(`${sep}archive.json`)) {
+        holding = false;
+        signal();
+        await released;
+      }
+    },
+  };
+  // Rounds only when asked (a long interval), so that the test knows which one it holds.
+  const config = loadConfig({
+    text: 'cluster:\n  shards: 2\nbackup:\n  schedule: false\n  wal_archive_interval_s: 60\n',
+    env: { USAGE_TRACKER_DATA_DIR: dataDir, USAGE_TRACKER_BACKUP_DIR: `${dataDir}-backups`, USAGE_TRACKER_TRANSPORT: 'embedded', USAGE_TRACKER_NATS_URL: 'nats://127.0.0.1:1', USAGE_TRACKER_NODE_ID: 'race' },
+  });
+  const embedded = new EmbeddedTransport();
+  const node = await startNode(config, { embedded, fs, log: silentLogger });
+  t.teardown(() => node.stop());
+  const call = async (endpoint: EndpointName, body: unknown): Promise<any> =>
+    decode((await embedded.request(subjects('usage').endpoint(endpoint), encode(body), { timeoutMs: 60_000 })).data, 'msgpack', { payloadBytesMax: 64 << 20, nestingDepthMax: 64 });
+  const stored = await call('ingest', { records: [{ id: 'r1', ts: Date.now(), user_id: 'u', provider: 'openai', model: 'gpt-4o', input_tokens: 1, output_tokens: 1 }] });
+  t.equal(stored.results[0].status, 'stored');
+
+  const round = node.system.ref('race/maintenance/backup').ask({ type: 'archive' }, { timeoutMs: 60_000 });
+  await reached;
+  const during = await call('admin.backup.list', {});
+  t.same([during.wal_archive.recovery_point, during.wal_archive.last_round], [null, null], 'while the first round runs: no recovery point and no round, though archive.json is already written');
+  release();
+  t.match(await round, { archived: true });
+  const after = await call('admin.backup.list', {});
+  t.match(after.wal_archive, { last_round: { ok: true } }, 'once the round ends, its status');
+  t.ok(Date.parse(after.wal_archive.recovery_point) > 0, 'and its recovery point, together');
 });
