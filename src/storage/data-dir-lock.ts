@@ -68,9 +68,9 @@ export function holderLine(pid = process.pid): string {
 
 /** Whether the process a LOCK line names still holds the lock. */
 export function holderAlive(line: string): boolean {
-  const [pidText, start] = line.trim().split(/\s+/);
-  const pid = Number(pidText);
-  if (!Number.isSafeInteger(pid) || pid <= 0) return false;
+  const [pidText = '', start] = line.trim().split(/\s+/);
+  const pid = /^\d{1,10}$/.test(pidText) ? Number(pidText) : 0;
+  if (pid <= 0) return false;
   const state = procState(pid);
   if (state === null) return false;
   if (state) return state.state !== 'Z' && state.state !== 'X' && (start === undefined || start === state.start);

@@ -10,7 +10,7 @@
 // knows when one ran.
 
 import t, { type Test } from 'tap';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { localRecords } from '../helpers/mirror.js';
@@ -228,4 +228,38 @@ t.test('a restore taken before any archive round of the new life', async (t) => 
   t.same((await served(where, join(where.root, 'late'))).ids, idsOf('late', 900));
   const nodeJson = JSON.parse(readFileSync(join(where.root, 'late', 'node.json'), 'utf8'));
   t.equal(nodeJson.lineage.backup_id, base.backup_id, "node.json records the restored directory's lineage");
+});
+
+t.test('a data directory, backups and archive from before incarnations are the legacy incarnation', async (t) => {
+  const where = place(t);
+  // node.json as earlier builds wrote it: no incarnation.
+  mkdirSync(where.dataDir, { recursive: true });
+  writeFileSync(join(where.dataDir, 'node.json'), JSON.stringify({ node_id: where.nodeId, cluster_id: 'default', shards: 3, format_version: 2, created_at: '2026-11-01T00:00:00.000Z' }));
+  const old = await life(where);
+  t.teardown(() => old.stop());
+  t.equal((await old.call('admin.status', {})).incarnation, 'legacy');
+  await ingest(old, 'legacy', 0, 300);
+  const backup = await old.call('admin.backup.create', { kind: 'full' });
+  await ingest(old, 'legacy', 300, 30);
+  await archiveRound(old);
+  const end = await moment();
+  // Manifests of earlier builds had no incarnation either; chunks had no header, and lived right under wal/<node>/.
+  const manifestPath = join(where.target, 'backups', `${backup.backup_id}.json`);
+  const { incarnation: _dropped, ...manifest } = JSON.parse(readFileSync(manifestPath, 'utf8'));
+  writeFileSync(manifestPath, JSON.stringify(manifest));
+  const walRoot = join(where.target, 'wal', where.nodeId);
+  t.ok(readdirSync(walRoot).includes('0') && readdirSync(walRoot).includes('archive.json'), 'the legacy archive is where earlier builds kept it');
+  t.equal(readFileSync(join(walRoot, '0', readdirSync(join(walRoot, '0'))[0]!)).subarray(0, 4).toString('latin1') === 'UTWA', false, 'and its chunks have no header');
+  t.same(JSON.parse(readFileSync(join(where.dataDir, 'node.json'), 'utf8')).incarnation, undefined, 'node.json is not rewritten');
+
+  const listed = await old.call('admin.backup.list', {});
+  t.equal(listed.backups[0].incarnation, 'legacy', 'a manifest without an incarnation is listed as legacy');
+  const restored = await old.call('admin.backup.restore', { to_time: end, target_dir: join(where.root, 'restored') });
+  t.equal(restored.ok, true, JSON.stringify(restored.error ?? ''));
+  t.equal(restored.incarnation, 'legacy');
+  t.equal(restored.records, 330, 'the legacy backup and the legacy archive after it');
+  t.equal(restored.lineage.parent_incarnation, 'legacy');
+  const after = await served(where, join(where.root, 'restored'));
+  t.same(after.ids, idsOf('legacy', 330));
+  t.match(after.status.incarnation, /^[0-9a-f]{16}$/, 'the restored directory is a new incarnation, not legacy');
 });
