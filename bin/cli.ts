@@ -143,6 +143,7 @@ function program(): Command {
     .option('--user-id <id>', "partial: this user's records only")
     .option('--from <time>', 'partial: records with ts at or after this (ISO 8601 or epoch ms)')
     .option('--to <time>', 'partial: records with ts before this')
+    .option('--incarnation <id>', "the history to restore (see backup list): default the backup's, or with --to-time alone this node's own")
     .action(async (id: string | undefined, options) => {
       process.stdout.write(await backupRestore(id, options));
     });

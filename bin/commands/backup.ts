@@ -3,6 +3,7 @@
 // human summary, or the raw reply with --json.
 
 import type { RestoreReport } from '../../src/backup/restore.js';
+import type { Lineage } from '../../src/storage/node-meta.js';
 import { renderTable } from '../../src/text-table.js';
 import { parseTimeout, withClient, type ConnectionOptions } from '../client.js';
 
@@ -14,6 +15,7 @@ export interface BackupCommandOptions extends ConnectionOptions {
 interface Summary {
   backup_id: string;
   kind: string;
+  incarnation: string;
   parent: string | null;
   created_at: string;
   files: number;
@@ -50,17 +52,51 @@ function archiveLine(archive: ArchiveStatus | undefined): string {
   return `WAL archive: every ${archive.interval_s} s; recovery point ${archive.recovery_point ?? 'none yet'}${failing}\n`;
 }
 
+interface History {
+  incarnation: string;
+  current: boolean;
+  backups: number;
+  oldest_backup: string | null;
+  newest_backup: string | null;
+  recovery_point: string | null;
+}
+
+interface ListReply {
+  target_dir: string;
+  incarnation: string;
+  lineage: Lineage | null;
+  backups: Summary[];
+  incarnations: History[];
+  wal_archive?: ArchiveStatus;
+}
+
+/** Which history this node's data directory is, and where a restored one came from. */
+export function lineageLine(incarnation: string, lineage: Lineage | null): string {
+  if (!lineage) return `this data directory: incarnation ${incarnation}`;
+  const to = lineage.to_time ? ` as of ${lineage.to_time}` : '';
+  const partial = lineage.partial ? ` (partial: ${Object.entries(lineage.partial).map(([key, value]) => `${key} ${value}`).join(', ')})` : '';
+  return `this data directory: incarnation ${incarnation}, restored ${lineage.restored_at} from backup ${lineage.backup_id} of incarnation ${lineage.parent_incarnation}${to}${partial}`;
+}
+
 export async function backupList(options: BackupCommandOptions): Promise<string> {
-  const reply = await call<{ target_dir: string; backups: Summary[]; wal_archive?: ArchiveStatus }>(options, 'admin.backup.list', {});
+  const reply = await call<ListReply>(options, 'admin.backup.list', {});
   if (options.json) return `${JSON.stringify(reply, null, 2)}\n`;
   const archive = archiveLine(reply.wal_archive);
-  if (reply.backups.length === 0) return `no backups in ${reply.target_dir} yet (usage-tracker backup create)\n${archive}`;
+  const identity = `${lineageLine(reply.incarnation, reply.lineage)}\n`;
+  if (reply.backups.length === 0) return `no backups in ${reply.target_dir} yet (usage-tracker backup create)\n${identity}${archive}`;
+  const several = new Set(reply.backups.map((backup) => backup.incarnation)).size > 1 || reply.backups.some((backup) => backup.incarnation !== reply.incarnation);
   const table = renderTable(
-    ['backup', 'kind', 'parent', 'created', 'files', 'written'],
-    reply.backups.map((backup) => [backup.backup_id, backup.kind, backup.parent ?? '', backup.created_at, String(backup.files), mb(backup.bytes_written)]),
-    ['left', 'left', 'left', 'left', 'right', 'right'],
+    ['backup', 'kind', ...(several ? ['incarnation'] : []), 'parent', 'created', 'files', 'written'],
+    reply.backups.map((backup) => [backup.backup_id, backup.kind, ...(several ? [backup.incarnation] : []), backup.parent ?? '', backup.created_at, String(backup.files), mb(backup.bytes_written)]),
+    ['left', 'left', ...(several ? (['left'] as const) : []), 'left', 'left', 'right', 'right'],
   );
-  return `backups in ${reply.target_dir}:\n\n${table}\n${archive}`;
+  // Earlier lives of this directory (deleted and created again, or restored from): restorable with --incarnation.
+  const others = reply.incarnations.filter((history) => !history.current && history.backups > 0);
+  const histories =
+    others.length === 0
+      ? ''
+      : `other histories of this node (restore one with --incarnation ID):\n${others.map((history) => `  ${history.incarnation}: ${history.backups} backup(s), ${history.oldest_backup} to ${history.newest_backup}; archive reaches ${history.recovery_point ?? 'nothing'}`).join('\n')}\n`;
+  return `backups in ${reply.target_dir}:\n\n${table}\n${identity}${archive}${histories}`;
 }
 
 export async function backupVerify(backupId: string, options: BackupCommandOptions): Promise<string> {
@@ -78,6 +114,7 @@ const timeArgument = (value: string | undefined) => (value === undefined ? undef
 
 export interface RestoreCommandOptions extends BackupCommandOptions {
   target: string;
+  incarnation?: string;
   toTime?: string;
   userId?: string;
   from?: string;
@@ -94,11 +131,12 @@ export async function backupRestore(backupId: string | undefined, options: Resto
       user_id: options.userId,
       from: timeArgument(options.from),
       to: timeArgument(options.to),
+      incarnation: options.incarnation,
     }).filter(([, value]) => value !== undefined),
   );
   const reply = await call<RestoreReport>(options, 'admin.backup.restore', body);
   if (options.json) return `${JSON.stringify(reply, null, 2)}\n`;
-  const lines = [`restored into ${reply.target_dir}: ${reply.records.toLocaleString('en-US')} records, every file checked against its SHA-256 and every shard's manifest and WAL read.`, `  base backup: ${reply.backup_id}`];
+  const lines = [`restored into ${reply.target_dir}: ${reply.records.toLocaleString('en-US')} records, every file checked against its SHA-256 and every shard's manifest and WAL read.`, `  base backup: ${reply.backup_id} (incarnation ${reply.incarnation})`, `  restored as: incarnation ${reply.new_incarnation}`];
   if (reply.to_time) lines.push(`  as of:       ${reply.to_time} (${(reply.replayed ?? 0).toLocaleString('en-US')} archived WAL entries replayed; archive reaches ${reply.recovery_point ?? 'an unknown point'})`);
   if (reply.partial) lines.push(`  only:        ${Object.entries(reply.partial).map(([key, value]) => `${key} ${value}`).join(', ')}`);
   for (const note of reply.notes) lines.push(`  NOTE: ${note}`);

@@ -57,7 +57,7 @@ function parentOf(kind: BackupKind, backups: readonly BackupManifest[], incarnat
   const candidates = kind === 'differential' ? own.filter((backup) => backup.kind === 'full') : own;
   const parent = candidates.at(-1);
   if (!parent || !own.some((backup) => backup.kind === 'full')) {
-    throw new BackupError(`a ${kind} backup needs a full backup of this data directory (incarnation ${incarnation}) to start from; take one with kind full first`);
+    throw new BackupError(`${kind === 'incremental' ? 'an' : 'a'} ${kind} backup needs a full backup of this data directory (incarnation ${incarnation}) to start from; take one with kind full first`);
   }
   return parent;
 }

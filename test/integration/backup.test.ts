@@ -51,7 +51,7 @@ t.test('full and incremental backups, verified and restored into a directory a n
 
   const noFull = await node.call('admin.backup.create', { kind: 'incremental' });
   t.equal(noFull.error?.code, 'E_VALIDATION');
-  t.match(noFull.error?.message, /needs a full backup to start from/);
+  t.match(noFull.error?.message, /^an incremental backup needs a full backup of this data directory \(incarnation [0-9a-f]{16}\) to start from/);
 
   t.equal(await ingest(node, records(0, 500, prefix)), 500);
   const updated = await node.call('record.update', { id: `${prefix}-7`, user_id: 'user-7', expected_version: 1, patch: { output_tokens: 999 } });
@@ -168,6 +168,7 @@ t.test('the CLI takes, lists, verifies and restores backups', async (t) => {
   const listedCli = (await cli(['backup', 'list'], prefix)).stdout;
   t.match(listedCli, new RegExp(`\\| ${id} \\| full`));
   t.match(listedCli, /WAL archive: every 30 s; recovery point (none yet|\d{4}-\d\d-\d\dT)/);
+  t.match(listedCli, /this data directory: incarnation [0-9a-f]{16}\n/, 'the list says which history the node is');
   const verified = await cli(['backup', 'verify', id!], prefix);
   t.match(verified.stdout, /good: \d+ objects re-read, test restore serves 120 records/);
   t.match(verified.stdout, /WAL archive after it: replays with no gap/);
@@ -175,6 +176,13 @@ t.test('the CLI takes, lists, verifies and restores backups', async (t) => {
   const restored = await cli(['backup', 'restore', id!, '--target', target], prefix);
   t.equal(restored.code, 0, restored.stderr);
   t.match(restored.stdout, /restored into .*: 120 records, every file checked against its SHA-256/);
+  t.match(restored.stdout, /base backup: \S+ \(incarnation [0-9a-f]{16}\)\n  restored as: incarnation [0-9a-f]{16}\n/, 'the restore says which history, and the new one');
+  const stranger = await cli(['backup', 'restore', '--to-time', new Date().toISOString(), '--incarnation', '00000000deadbeef', '--target', join(restoreRoot, 'stranger')], prefix);
+  t.equal(stranger.code, 1);
+  t.match(stranger.stderr, /E_NOT_FOUND: no backup of incarnation 00000000deadbeef completed at or before/);
+  const path = await cli(['backup', 'restore', id!, '--incarnation', '../../etc', '--target', join(restoreRoot, 'path')], prefix);
+  t.equal(path.code, 1);
+  t.match(path.stderr, /E_VALIDATION: incarnation: must be an incarnation id: 16 hex digits, or legacy/);
   const asOf = await cli(['backup', 'restore', '--to-time', new Date().toISOString(), '--user-id', 'user-4', '--target', join(restoreRoot, 'pitr')], prefix);
   t.equal(asOf.code, 0, asOf.stderr);
   t.match(asOf.stdout, /restored into .*: 13 records/);
