@@ -108,8 +108,8 @@ t.test('environment overrides', async (t) => {
     '  subject_prefix: file.prefix',
     '  nats: { servers: [nats://file:4222], user: file-user, pass: file-pass, token: file-token }',
     'backends:',
-    '  postgres: { url: postgres://file:5432/db }',
-    '  chroma: { url: http://file:8000 }',
+    '  postgres: { url: postgres://file:5432/db, schema: file_schema }',
+    '  chroma: { url: http://file:8000, collection_prefix: file-, batch_records_max: 10, window_ms: 11, retry_base_ms: 12, retry_max_ms: 13, request_timeout_ms: 14 }',
     'backup: { target_dir: /file/backups }',
     'durability: { fsync: never }',
     'log: { level: warn }',
@@ -133,14 +133,15 @@ t.test('environment overrides', async (t) => {
     { name: 'USAGE_TRACKER_NATS_USER', value: 'env-user', read: (c) => c.transport.nats.user, fromFile: 'file-user', expected: 'env-user' },
     { name: 'USAGE_TRACKER_NATS_PASS', value: 'env-pass', read: (c) => c.transport.nats.pass, fromFile: 'file-pass', expected: 'env-pass' },
     { name: 'USAGE_TRACKER_NATS_TOKEN', value: 'env-token', read: (c) => c.transport.nats.token, fromFile: 'file-token', expected: 'env-token' },
-    {
-      name: 'USAGE_TRACKER_POSTGRES_URL',
-      value: 'postgresql://127.0.0.1:5432/env',
-      read: (c) => c.backends.postgres,
-      fromFile: { url: 'postgres://file:5432/db', pool_max: 4, schema: 'public', batch_records_max: 5000, window_ms: 50, retry_base_ms: 200, retry_max_ms: 30000, statement_timeout_ms: 60000, conflict_strategy: 'latest_wins', source_priority: ['local', 'mirror'] },
-      expected: { url: 'postgresql://127.0.0.1:5432/env', pool_max: 4, schema: 'public', batch_records_max: 5000, window_ms: 50, retry_base_ms: 200, retry_max_ms: 30000, statement_timeout_ms: 60000, conflict_strategy: 'latest_wins', source_priority: ['local', 'mirror'] },
-    },
+    { name: 'USAGE_TRACKER_POSTGRES_URL', value: 'postgresql://127.0.0.1:5432/env', read: (c) => c.backends.postgres?.url, fromFile: 'postgres://file:5432/db', expected: 'postgresql://127.0.0.1:5432/env' },
+    { name: 'USAGE_TRACKER_POSTGRES_SCHEMA', value: 'env_schema', read: (c) => c.backends.postgres?.schema, fromFile: 'file_schema', expected: 'env_schema' },
     { name: 'USAGE_TRACKER_CHROMA_URL', value: 'https://env:8443', read: (c) => c.backends.chroma?.url, fromFile: 'http://file:8000', expected: 'https://env:8443' },
+    { name: 'USAGE_TRACKER_CHROMA_COLLECTION_PREFIX', value: 'env-', read: (c) => c.backends.chroma?.collection_prefix, fromFile: 'file-', expected: 'env-' },
+    { name: 'USAGE_TRACKER_CHROMA_BATCH_RECORDS_MAX', value: '20', read: (c) => c.backends.chroma?.batch_records_max, fromFile: 10, expected: 20 },
+    { name: 'USAGE_TRACKER_CHROMA_WINDOW_MS', value: '21', read: (c) => c.backends.chroma?.window_ms, fromFile: 11, expected: 21 },
+    { name: 'USAGE_TRACKER_CHROMA_RETRY_BASE_MS', value: '22', read: (c) => c.backends.chroma?.retry_base_ms, fromFile: 12, expected: 22 },
+    { name: 'USAGE_TRACKER_CHROMA_RETRY_MAX_MS', value: '23', read: (c) => c.backends.chroma?.retry_max_ms, fromFile: 13, expected: 23 },
+    { name: 'USAGE_TRACKER_CHROMA_REQUEST_TIMEOUT_MS', value: '24', read: (c) => c.backends.chroma?.request_timeout_ms, fromFile: 14, expected: 24 },
     { name: 'USAGE_TRACKER_BACKUP_DIR', value: '/env/backups', read: (c) => c.backup.target_dir, fromFile: '/file/backups', expected: '/env/backups' },
     { name: 'USAGE_TRACKER_FSYNC', value: 'always', read: (c) => c.durability.fsync, fromFile: 'never', expected: 'always' },
     { name: 'USAGE_TRACKER_LOG_LEVEL', value: 'debug', read: (c) => c.log.level, fromFile: 'warn', expected: 'debug' },
@@ -150,22 +151,44 @@ t.test('environment overrides', async (t) => {
     t.same(cases.map((c) => c.name).sort(), Object.keys(ENV_OVERRIDES).sort());
   });
 
+  t.test('every key of backends.chroma, and backends.postgres.schema, has its variable, named after the key', async (t) => {
+    const chroma = load('backends:\n  chroma:\n    url: http://127.0.0.1:8000\n').backends.chroma!;
+    for (const key of Object.keys(chroma)) {
+      t.same(ENV_OVERRIDES[`USAGE_TRACKER_CHROMA_${key.toUpperCase()}`]?.path, ['backends', 'chroma', key], `backends.chroma.${key}`);
+    }
+    t.same(ENV_OVERRIDES.USAGE_TRACKER_POSTGRES_SCHEMA?.path, ['backends', 'postgres', 'schema']);
+  });
+
   for (const { name, value, read, fromFile, expected } of cases) {
     t.test(`${name} wins over the file`, async (t) => {
-      t.same(read(loadConfig({ text: file, env: {} })), fromFile, 'the file alone');
-      t.same(read(loadConfig({ text: file, env: { [name]: value } })), expected, 'with the variable');
+      t.same(read(load(file)), fromFile, 'the file alone');
+      t.same(read(load(file, { [name]: value })), expected, 'with the variable');
     });
   }
 
   t.test('a variable also sets a key the file leaves out', async (t) => {
-    const config = loadConfig({ text: '', env: { USAGE_TRACKER_POSTGRES_URL: 'postgres://127.0.0.1:5432/usage', USAGE_TRACKER_SHARDS: ' 64 ' } });
-    t.same(config.backends.postgres, { url: 'postgres://127.0.0.1:5432/usage', pool_max: 4, schema: 'public', batch_records_max: 5000, window_ms: 50, retry_base_ms: 200, retry_max_ms: 30000, statement_timeout_ms: 60000, conflict_strategy: 'latest_wins', source_priority: ['local', 'mirror'] });
+    const config = load('', { USAGE_TRACKER_POSTGRES_URL: 'postgres://127.0.0.1:5432/usage', USAGE_TRACKER_SHARDS: ' 64 ' });
+    t.same(config.backends.postgres, { url: 'postgres://127.0.0.1:5432/usage', ...POSTGRES_DEFAULTS });
     t.equal(config.cluster.shards, 64);
+    const chroma = load('', { USAGE_TRACKER_CHROMA_URL: 'http://127.0.0.1:8000', USAGE_TRACKER_CHROMA_WINDOW_MS: '500', USAGE_TRACKER_POSTGRES_URL: 'postgres://h/db', USAGE_TRACKER_POSTGRES_SCHEMA: 'usage' });
+    t.same(chroma.backends.chroma, { url: 'http://127.0.0.1:8000', ...CHROMA_DEFAULTS, window_ms: 500 });
+    t.equal(chroma.backends.postgres?.schema, 'usage');
   });
 
   t.test('an empty variable counts as unset', async (t) => {
-    t.same(loadConfig({ text: file, env: { USAGE_TRACKER_NODE_ID: '', USAGE_TRACKER_SHARDS: '' } }).node.id, 'file-node');
-    t.equal(loadConfig({ text: file, env: { USAGE_TRACKER_SHARDS: '' } }).cluster.shards, 8);
+    t.same(load(file, { USAGE_TRACKER_NODE_ID: '', USAGE_TRACKER_SHARDS: '' }).node.id, 'file-node');
+    t.equal(load(file, { USAGE_TRACKER_SHARDS: '' }).cluster.shards, 8);
+    t.equal(load(file, { USAGE_TRACKER_CHROMA_COLLECTION_PREFIX: '' }).backends.chroma?.collection_prefix, 'file-');
+  });
+
+  t.test('a variable for a key of a mirror the file does not configure asks for its url, naming both variables', async (t) => {
+    t.same(fileError('', { USAGE_TRACKER_CHROMA_WINDOW_MS: '100' }).problems, [
+      'backends.chroma.url: is required, because USAGE_TRACKER_CHROMA_WINDOW_MS turns backends.chroma on; set backends.chroma.url in the file or USAGE_TRACKER_CHROMA_URL',
+    ]);
+    t.same(fileError('', { USAGE_TRACKER_POSTGRES_SCHEMA: 'usage' }).problems, [
+      'backends.postgres.url: is required, because USAGE_TRACKER_POSTGRES_SCHEMA turns backends.postgres on; set backends.postgres.url in the file or USAGE_TRACKER_POSTGRES_URL',
+    ]);
+    t.same(fileError('backends:\n  postgres: {}\n').problems, ['backends.postgres.url: is required'], 'a section the file opens says only that');
   });
 });
 
@@ -422,6 +445,14 @@ t.test('an environment variable with a bad value is named in the message', async
     {
       env: { USAGE_TRACKER_POSTGRES_URL: 'http://127.0.0.1:5432/usage' },
       problems: ['backends.postgres.url (from USAGE_TRACKER_POSTGRES_URL): must be a URL with scheme postgres or postgresql (got "http://127.0.0.1:5432/usage")'],
+    },
+    {
+      env: { USAGE_TRACKER_POSTGRES_URL: 'postgres://h/db', USAGE_TRACKER_POSTGRES_SCHEMA: 'Usage' },
+      problems: ['backends.postgres.schema (from USAGE_TRACKER_POSTGRES_SCHEMA): must be a lower-case SQL identifier (letters, digits, _; at most 63) (got "Usage")'],
+    },
+    {
+      env: { USAGE_TRACKER_CHROMA_URL: 'http://h:8000', USAGE_TRACKER_CHROMA_WINDOW_MS: 'soon' },
+      problems: ['backends.chroma.window_ms (from USAGE_TRACKER_CHROMA_WINDOW_MS): must be a whole number from 1 to 60000 (got the string "soon")'],
     },
     { env: { USAGE_TRACKER_NODE_ID: 'a b' }, problems: [`node.id (from USAGE_TRACKER_NODE_ID): must be 1-64 letters, digits, '_' or '-' (got "a b")`] },
     { env: { USAGE_TRACKER_LOG_LEVEL: 'loud' }, problems: ['log.level (from USAGE_TRACKER_LOG_LEVEL): must be one of trace, debug, info, warn, error, fatal, silent (got "loud")'] },
