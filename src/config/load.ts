@@ -1,5 +1,6 @@
 // Loads cluster.yml, applies USAGE_TRACKER_* environment overrides,
-// and validates the result. Every problem is reported at once, each naming the key (or the variable) and what is
+// validates the result and makes every path in it absolute. Every problem
+// is reported at once, each naming the key (or the variable) and what is
 // expected; see docs/configuration.md.
 
 import { readFileSync } from 'node:fs';
@@ -7,19 +8,21 @@ import { resolve } from 'node:path';
 import { applyEnv } from './env.js';
 import { ConfigError } from './error.js';
 import { describeIssues, issueMessage, type KnownKeys } from './issues.js';
+import { resolvePaths } from './paths.js';
 import { configSchema, type Config } from './schema.js';
 import { parseYaml } from './yaml.js';
 
 export { ConfigError } from './error.js';
 export { ENV_OVERRIDES } from './env.js';
+export { PATH_KEYS } from './paths.js';
 
 export interface LoadOptions {
-  /** Path of cluster.yml; when absent the defaults stand alone. */
+  /** Path of cluster.yml; when absent the defaults stand alone. Relative paths in it are resolved against its directory. */
   file?: string;
   /** The file's text, when already read (tests). */
   text?: string;
   env?: NodeJS.ProcessEnv;
-  /** The working directory a relative `file` is read from (default: the process's). */
+  /** The working directory, against which relative paths resolve when there is no file or they come from a variable (default: the process's). */
   cwd?: string;
 }
 
@@ -32,7 +35,7 @@ export function loadConfig(options: LoadOptions = {}): Config {
   const known: KnownKeys = new WeakMap();
   const result = configSchema.safeParse(document, { reportInput: true, error: issueMessage(known) });
   if (!result.success) throw new ConfigError(source, describeIssues(result.error.issues, origins, known));
-  return result.data;
+  return resolvePaths(result.data, { file: options.file, cwd }, origins);
 }
 
 function readText(file: string, path: string): string {

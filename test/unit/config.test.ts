@@ -1,14 +1,14 @@
-// cluster.yml loading: the defaults, the environment overrides, and the
-// exact lines a user reads when the file is wrong.
+// cluster.yml loading: the defaults, the environment overrides, the paths
+// made absolute, and the exact lines a user reads when the file is wrong.
 // Every case passes `text`, `env` and `cwd` so nothing depends on the
 // machine's environment or working directory.
 
-import { writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { isAbsolute, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import t, { type Test } from 'tap';
 import { z } from 'zod';
-import { ConfigError, ENV_OVERRIDES, loadConfig, type LoadOptions } from '../../src/config/load.js';
+import { ConfigError, ENV_OVERRIDES, loadConfig, PATH_KEYS, type LoadOptions } from '../../src/config/load.js';
 import { issueMessage } from '../../src/config/issues.js';
 import type { Config } from '../../src/config/schema.js';
 
@@ -17,42 +17,46 @@ const REPOSITORY_CLUSTER_YML = join(ROOT, 'cluster.yml');
 /** The working directory every case loads in, unless it says otherwise. */
 const CWD = '/srv/usage-tracker';
 
-const DEFAULTS: Config = {
-  node: { id: 'node-1', data_dir: './data' },
-  cluster: { id: 'default', shards: 16 },
-  transport: {
-    kind: 'embedded',
-    subject_prefix: 'usage',
-    nats: {
-      servers: ['nats://127.0.0.1:4222'],
-      connect_timeout_ms: 2000,
-      reconnect_base_ms: 250,
-      reconnect_max_ms: 10_000,
-      queue_group: 'usage-tracker',
+/** The defaults, with the relative paths resolved against `dir`. */
+function defaultsIn(dir: string): Config {
+  return {
+    node: { id: 'node-1', data_dir: join(dir, 'data') },
+    cluster: { id: 'default', shards: 16 },
+    transport: {
+      kind: 'embedded',
+      subject_prefix: 'usage',
+      nats: {
+        servers: ['nats://127.0.0.1:4222'],
+        connect_timeout_ms: 2000,
+        reconnect_base_ms: 250,
+        reconnect_max_ms: 10_000,
+        queue_group: 'usage-tracker',
+      },
     },
-  },
-  backends: {},
-  retention: {
-    raw_usage_days: 90,
-    aggregated_metrics_days: 365,
-    analytics_insights_days: 180,
-    audit_logs_days: 2555,
-    backups_days: 30,
-    temp_days: 1,
-    legal_holds: [],
-    schedule_interval_hours: 24,
-    archive_dir: './archive',
-    export_dir: './exports',
-  },
-  backup: { target_dir: './backups', full_interval_hours: 168, incremental_interval_hours: 24, schedule: true, wal_archive: true, wal_archive_interval_s: 30 },
-  storage: { memtable_records_max: 20_000, seal_interval_s: 600, cache_bytes_max: 268_435_456 },
-  ingest: { pool_size: 2, price_file: './prices.yml' },
-  durability: { fsync: 'always' },
-  limits: { payload_bytes_max: 1_048_576, batch_records_max: 1000, mailbox_capacity: 4096, ask_timeout_ms: 5000, query_timeout_ms: 5000 },
-  supervision: { intensity: 5, period_ms: 10_000, backoff_base_ms: 100, backoff_max_ms: 5000, shutdown_ms: 5000 },
-  log: { level: 'info' },
-};
+    backends: {},
+    retention: {
+      raw_usage_days: 90,
+      aggregated_metrics_days: 365,
+      analytics_insights_days: 180,
+      audit_logs_days: 2555,
+      backups_days: 30,
+      temp_days: 1,
+      legal_holds: [],
+      schedule_interval_hours: 24,
+      archive_dir: join(dir, 'archive'),
+      export_dir: join(dir, 'exports'),
+    },
+    backup: { target_dir: join(dir, 'backups'), full_interval_hours: 168, incremental_interval_hours: 24, schedule: true, wal_archive: true, wal_archive_interval_s: 30 },
+    storage: { memtable_records_max: 20_000, seal_interval_s: 600, cache_bytes_max: 268_435_456 },
+    ingest: { pool_size: 2, price_file: join(dir, 'prices.yml') },
+    durability: { fsync: 'always' },
+    limits: { payload_bytes_max: 1_048_576, batch_records_max: 1000, mailbox_capacity: 4096, ask_timeout_ms: 5000, query_timeout_ms: 5000 },
+    supervision: { intensity: 5, period_ms: 10_000, backoff_base_ms: 100, backoff_max_ms: 5000, shutdown_ms: 5000 },
+    log: { level: 'info' },
+  };
+}
 
+const DEFAULTS = defaultsIn(CWD);
 const POSTGRES_DEFAULTS = { pool_max: 4, schema: 'public', batch_records_max: 5000, window_ms: 50, retry_base_ms: 200, retry_max_ms: 30000, statement_timeout_ms: 60000, conflict_strategy: 'latest_wins', source_priority: ['local', 'mirror'] };
 const CHROMA_DEFAULTS = { collection_prefix: '', batch_records_max: 1000, window_ms: 200, retry_base_ms: 200, retry_max_ms: 30000, request_timeout_ms: 30000 };
 
@@ -82,7 +86,7 @@ t.test('defaults', async (t) => {
   });
 
   t.test("the repository's cluster.yml loads and equals the defaults", async (t) => {
-    t.same(loadConfig({ file: REPOSITORY_CLUSTER_YML, env: {}, cwd: CWD }), DEFAULTS);
+    t.same(loadConfig({ file: REPOSITORY_CLUSTER_YML, env: {}, cwd: CWD }), defaultsIn(ROOT));
   });
 
   t.test('an empty section written as {} gives the defaults', async (t) => {
@@ -466,5 +470,66 @@ t.test('an environment variable with a bad value is named in the message', async
     'invalid configuration in defaults:\n  - cluster.shards (from USAGE_TRACKER_SHARDS): must be a whole number from 1 to 4096 (got the string "many")',
     'with no file the source is the defaults',
   );
+});
+
+t.test('relative paths', async (t) => {
+  const relative = [
+    'node: { data_dir: ./d }',
+    'ingest: { price_file: conf/prices.yml }',
+    'backup: { target_dir: ../b }',
+    'retention: { archive_dir: a, export_dir: ./x/e }',
+    '',
+  ].join('\n');
+
+  t.test("resolve against the config file's directory, not the working directory", async (t) => {
+    const dir = join(t.testdir(), 'etc');
+    mkdirSync(dir);
+    const file = join(dir, 'cluster.yml');
+    writeFileSync(file, relative);
+    const config = loadConfig({ file, env: {}, cwd: CWD });
+    t.equal(config.node.data_dir, join(dir, 'd'));
+    t.equal(config.ingest.price_file, join(dir, 'conf/prices.yml'));
+    t.equal(config.backup.target_dir, join(dir, '../b'));
+    t.equal(config.retention.archive_dir, join(dir, 'a'));
+    t.equal(config.retention.export_dir, join(dir, 'x/e'));
+  });
+
+  t.test('a file named relative to the working directory: its directory, under that', async (t) => {
+    const config = loadConfig({ file: 'conf/cluster.yml', text: relative, env: {}, cwd: CWD });
+    t.equal(config.node.data_dir, join(CWD, 'conf/d'));
+    t.equal(config.ingest.price_file, join(CWD, 'conf/conf/prices.yml'));
+  });
+
+  t.test("the defaults a file leaves in place resolve against the file's directory too", async (t) => {
+    t.same(loadConfig({ file: '/etc/usage-tracker/cluster.yml', text: '', env: {}, cwd: CWD }), defaultsIn('/etc/usage-tracker'));
+  });
+
+  t.test('with no file, against the working directory', async (t) => {
+    t.same(loadConfig({ env: {}, cwd: '/var/lib/ut' }), defaultsIn('/var/lib/ut'));
+    t.equal(loadConfig({ text: relative, env: {}, cwd: '/var/lib/ut' }).backup.target_dir, '/var/lib/b');
+  });
+
+  t.test('a relative path from a variable resolves against the working directory, as a shell path does', async (t) => {
+    const config = loadConfig({ file: '/etc/usage-tracker/cluster.yml', text: relative, env: { USAGE_TRACKER_DATA_DIR: 'here', USAGE_TRACKER_BACKUP_DIR: '../there' }, cwd: CWD });
+    t.equal(config.node.data_dir, join(CWD, 'here'));
+    t.equal(config.backup.target_dir, join(CWD, '../there'));
+    t.equal(config.ingest.price_file, '/etc/usage-tracker/conf/prices.yml', 'the keys from the file still resolve against it');
+  });
+
+  t.test('absolute paths are kept as they are', async (t) => {
+    const config = loadConfig({ file: '/etc/ut/cluster.yml', text: 'node: { data_dir: /data/ut }\n', env: {}, cwd: CWD });
+    t.equal(config.node.data_dir, '/data/ut');
+  });
+
+  t.test('PATH_KEYS lists every key that names a file or directory, and each comes out absolute', async (t) => {
+    const leaves = (value: unknown, prefix: string): [string, unknown][] =>
+      value !== null && typeof value === 'object' && !Array.isArray(value)
+        ? Object.entries(value).flatMap(([key, inner]) => leaves(inner, prefix ? `${prefix}.${key}` : key))
+        : [[prefix, value]];
+    const config = load('');
+    const pathLike = leaves(config, '').filter(([key]) => /(_dir|_file|_path)$/.test(key));
+    t.same(pathLike.map(([key]) => key).sort(), [...PATH_KEYS].sort());
+    for (const [key, value] of pathLike) t.ok(typeof value === 'string' && isAbsolute(value), `${key} is absolute`);
+  });
 });
 
