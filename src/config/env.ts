@@ -30,6 +30,7 @@ export const ENV_OVERRIDES: Record<string, { path: string[]; type: EnvValueType 
   USAGE_TRACKER_BACKUP_DIR: { path: ['backup', 'target_dir'], type: 'string' },
   USAGE_TRACKER_FSYNC: { path: ['durability', 'fsync'], type: 'string' },
   USAGE_TRACKER_LOG_LEVEL: { path: ['log', 'level'], type: 'string' },
+  USAGE_TRACKER_LOG_FORMAT: { path: ['log', 'format'], type: 'string' },
 };
 
 /** Where values came from: key path (dotted) to variable, and the sections a variable created. */

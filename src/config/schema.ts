@@ -8,6 +8,8 @@ import { isValidNodeId, isValidSubjectPrefix } from '../../protocols/subjects.js
 import { CONFLICT_STRATEGIES, SOURCES } from '../sync/conflicts.js';
 import { retentionPolicyKeys } from '../retention/config.js';
 
+export const LOG_FORMATS = ['auto', 'json', 'pretty'] as const;
+
 /** A whole number in [min, max]; every way of missing it (a string, a fraction, .nan, out of range) says the whole rule. */
 const wholeNumber = (min: number, max: number) => {
   const rule = `must be a whole number from ${min} to ${max}`;
@@ -189,6 +191,8 @@ export const configSchema = z
     log: z
       .object({
         level: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'], { error: 'must be one of trace, debug, info, warn, error, fatal, silent' }).default('info'),
+        /** auto: readable lines when stdout is a terminal, JSON lines otherwise. */
+        format: z.enum(LOG_FORMATS, { error: 'must be auto, json or pretty' }).default('auto'),
       })
       .strict()
       .prefault({}),

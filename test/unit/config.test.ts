@@ -52,7 +52,7 @@ function defaultsIn(dir: string): Config {
     durability: { fsync: 'always' },
     limits: { payload_bytes_max: 1_048_576, batch_records_max: 1000, mailbox_capacity: 4096, ask_timeout_ms: 5000, query_timeout_ms: 5000 },
     supervision: { intensity: 5, period_ms: 10_000, backoff_base_ms: 100, backoff_max_ms: 5000, shutdown_ms: 5000 },
-    log: { level: 'info' },
+    log: { level: 'info', format: 'auto' },
   };
 }
 
@@ -116,7 +116,7 @@ t.test('environment overrides', async (t) => {
     '  chroma: { url: http://file:8000, collection_prefix: file-, batch_records_max: 10, window_ms: 11, retry_base_ms: 12, retry_max_ms: 13, request_timeout_ms: 14 }',
     'backup: { target_dir: /file/backups }',
     'durability: { fsync: never }',
-    'log: { level: warn }',
+    'log: { level: warn, format: json }',
     '',
   ].join('\n');
 
@@ -149,6 +149,7 @@ t.test('environment overrides', async (t) => {
     { name: 'USAGE_TRACKER_BACKUP_DIR', value: '/env/backups', read: (c) => c.backup.target_dir, fromFile: '/file/backups', expected: '/env/backups' },
     { name: 'USAGE_TRACKER_FSYNC', value: 'always', read: (c) => c.durability.fsync, fromFile: 'never', expected: 'always' },
     { name: 'USAGE_TRACKER_LOG_LEVEL', value: 'debug', read: (c) => c.log.level, fromFile: 'warn', expected: 'debug' },
+    { name: 'USAGE_TRACKER_LOG_FORMAT', value: 'pretty', read: (c) => c.log.format, fromFile: 'json', expected: 'pretty' },
   ];
 
   t.test('every variable of ENV_OVERRIDES has a case here', async (t) => {
@@ -244,6 +245,7 @@ t.test('bad values: one sentence per problem, naming the key, what is allowed an
       { name: 'transport.kind tcp', text: 'transport:\n  kind: tcp\n', problems: ['transport.kind: must be embedded or nats (got "tcp")'] },
       { name: 'transport.kind a number', text: 'transport:\n  kind: 5\n', problems: ['transport.kind: must be embedded or nats (got 5)'] },
       { name: 'log.level loud', text: 'log:\n  level: loud\n', problems: ['log.level: must be one of trace, debug, info, warn, error, fatal, silent (got "loud")'] },
+      { name: 'log.format colour', text: 'log:\n  format: colour\n', problems: ['log.format: must be auto, json or pretty (got "colour")'] },
       { name: 'durability.fsync sometimes', text: 'durability:\n  fsync: sometimes\n', problems: [`durability.fsync: must be 'always' (acknowledge after fdatasync) or 'never' (got "sometimes")`] },
       { name: 'a conflict strategy', text: `${POSTGRES}    conflict_strategy: wins\n`, problems: ['backends.postgres.conflict_strategy: must be latest_wins, merge, manual or source_priority (got "wins")'] },
       { name: 'a source in source_priority', text: `${POSTGRES}    source_priority: [local, remote]\n`, problems: [`backends.postgres.source_priority.1: must be 'local' or 'mirror' (got "remote")`] },
@@ -460,6 +462,7 @@ t.test('an environment variable with a bad value is named in the message', async
     },
     { env: { USAGE_TRACKER_NODE_ID: 'a b' }, problems: [`node.id (from USAGE_TRACKER_NODE_ID): must be 1-64 letters, digits, '_' or '-' (got "a b")`] },
     { env: { USAGE_TRACKER_LOG_LEVEL: 'loud' }, problems: ['log.level (from USAGE_TRACKER_LOG_LEVEL): must be one of trace, debug, info, warn, error, fatal, silent (got "loud")'] },
+    { env: { USAGE_TRACKER_LOG_FORMAT: 'text' }, problems: ['log.format (from USAGE_TRACKER_LOG_FORMAT): must be auto, json or pretty (got "text")'] },
   ];
   for (const { env, problems } of cases) {
     const error = fileError('cluster:\n  shards: 8\n', env);
