@@ -3,6 +3,7 @@
 // Every case passes `text`, `env` and `cwd` so nothing depends on the
 // machine's environment or working directory.
 
+import { execFileSync } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { isAbsolute, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -536,3 +537,26 @@ t.test('relative paths', async (t) => {
   });
 });
 
+const IN_GIT = (() => {
+  try {
+    execFileSync('git', ['rev-parse', '--git-dir'], { cwd: ROOT, stdio: 'ignore' });
+    return true;
+  } catch {
+    return false;
+  }
+})();
+
+t.test('.gitignore covers the default data, backup, archive and export directories', { skip: IN_GIT ? false : 'not a git checkout' }, async (t) => {
+  const defaults = load('') as unknown as Record<string, Record<string, string>>;
+  for (const key of PATH_KEYS.filter((key) => key.endsWith('_dir'))) {
+    const [section, name] = key.split('.') as [string, string];
+    const dir = defaults[section]![name]!.slice(CWD.length + 1);
+    let ignored = true;
+    try {
+      execFileSync('git', ['check-ignore', '-q', '--no-index', `${dir}/some-file`], { cwd: ROOT, stdio: 'ignore' });
+    } catch {
+      ignored = false;
+    }
+    t.ok(ignored, `${key} (./${dir}) is ignored by git`);
+  }
+});
