@@ -4,7 +4,7 @@
 // machine's environment or working directory.
 
 import { execFileSync } from 'node:child_process';
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { isAbsolute, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import t, { type Test } from 'tap';
@@ -15,6 +15,7 @@ import type { Config } from '../../src/config/schema.js';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 const REPOSITORY_CLUSTER_YML = join(ROOT, 'cluster.yml');
+const DOCS = readFileSync(join(ROOT, 'docs/configuration.md'), 'utf8');
 /** The working directory every case loads in, unless it says otherwise. */
 const CWD = '/srv/usage-tracker';
 
@@ -163,6 +164,12 @@ t.test('environment overrides', async (t) => {
       t.same(ENV_OVERRIDES[`USAGE_TRACKER_CHROMA_${key.toUpperCase()}`]?.path, ['backends', 'chroma', key], `backends.chroma.${key}`);
     }
     t.same(ENV_OVERRIDES.USAGE_TRACKER_POSTGRES_SCHEMA?.path, ['backends', 'postgres', 'schema']);
+  });
+
+  t.test('every variable is documented in the table of docs/configuration.md, beside its key', async (t) => {
+    for (const [name, { path }] of Object.entries(ENV_OVERRIDES)) {
+      t.ok(DOCS.includes(`| \`${name}\` | \`${path.join('.')}\` |`), name);
+    }
   });
 
   for (const { name, value, read, fromFile, expected } of cases) {
@@ -535,6 +542,13 @@ t.test('relative paths', async (t) => {
     t.same(pathLike.map(([key]) => key).sort(), [...PATH_KEYS].sort());
     for (const [key, value] of pathLike) t.ok(typeof value === 'string' && isAbsolute(value), `${key} is absolute`);
   });
+});
+
+t.test('docs/configuration.md documents every key', async (t) => {
+  const keys = (value: unknown, prefix: string): string[] =>
+    value !== null && typeof value === 'object' && !Array.isArray(value) ? Object.entries(value).flatMap(([key, inner]) => keys(inner, prefix ? `${prefix}.${key}` : key)) : [prefix];
+  const full = load(`${POSTGRES}  chroma:\n    url: http://127.0.0.1:8000\ntransport:\n  nats: { user: u, pass: p, token: t }\nretention:\n  policies: []\n`);
+  for (const key of keys(full, '')) t.ok(DOCS.includes(`| \`${key}\` |`), `${key} has a row`);
 });
 
 const IN_GIT = (() => {
