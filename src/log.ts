@@ -1,20 +1,58 @@
 // Logging: one pino root per node, one child per actor bound to its path, so
-// every line says which actor wrote it.
+// every line says which actor wrote it. Lines are JSON (one object a line,
+// for machines), or readable text for a person at a terminal (pino-pretty,
+// formatted in-process and written synchronously, so nothing is lost when
+// the process exits right after a fatal line). `auto` picks text when the
+// destination is a terminal. See docs/configuration.md (log).
 
-import { pino, type Logger, type LevelWithSilent } from 'pino';
+import { destination as fdDestination, pino, type DestinationStream, type Logger, type LevelWithSilent } from 'pino';
+import { prettyFactory, type PrettyOptions } from 'pino-pretty';
 
 export type { Logger };
 
+export type LogFormat = 'auto' | 'json' | 'pretty';
+
 export interface LogOptions {
   level?: LevelWithSilent;
+  /** Default json; `auto` is pretty when the destination is a terminal. */
+  format?: LogFormat;
   /** Where lines go; defaults to stdout. Tests pass a stream to read them. */
   destination?: NodeJS.WritableStream;
+  /** Whether the destination is a terminal (default: whether stdout is, when writing there). */
+  isTTY?: boolean;
+  /** Colours in pretty lines (default: on a terminal, unless NO_COLOR is set). */
+  colorize?: boolean;
+}
+
+/** What `auto` means: readable lines for a person at a terminal, JSON for a pipe or a file. */
+export function chooseLogFormat(format: LogFormat, isTTY: boolean): 'json' | 'pretty' {
+  if (format === 'auto') return isTTY ? 'pretty' : 'json';
+  return format;
+}
+
+/** How a pretty line reads: local time, level, the actor's path, the message, then the other fields indented below. */
+export function prettyOptions(colorize: boolean): PrettyOptions {
+  return {
+    colorize,
+    translateTime: 'SYS:yyyy-mm-dd HH:MM:ss.l',
+    ignore: 'actor',
+    messageFormat: '{if actor}{actor}: {end}{msg}',
+  };
 }
 
 export function createLogger(options: LogOptions = {}): Logger {
   const level = options.level ?? 'info';
-  if (options.destination) return pino({ level, base: null }, options.destination);
-  return pino({ level, base: null });
+  const isTTY = options.isTTY ?? (options.destination === undefined && process.stdout.isTTY === true);
+  const format = chooseLogFormat(options.format ?? 'json', isTTY);
+  if (format === 'json') {
+    if (options.destination) return pino({ level, base: null }, options.destination);
+    return pino({ level, base: null });
+  }
+  const colorize = options.colorize ?? (isTTY && !process.env.NO_COLOR);
+  const prettify = prettyFactory(prettyOptions(colorize));
+  const out: NodeJS.WritableStream | DestinationStream = options.destination ?? fdDestination({ dest: 1, sync: true });
+  const stream: DestinationStream = { write: (line: string) => void out.write(prettify(line)) };
+  return pino({ level, base: null }, stream);
 }
 
 export function actorLogger(root: Logger, path: string): Logger {

@@ -1,6 +1,7 @@
 // `usage-tracker start` runs a node in this process until SIGINT/SIGTERM;
 // `usage-tracker status` asks a running node for its actor tree.
 
+import { createLogger } from '../../src/log.js';
 import { VERSION } from '../../src/version.js';
 import { startNode, type StatusReply } from '../../supervisors/node.js';
 import { renderStatusTree } from '../../supervisors/status.js';
@@ -8,7 +9,10 @@ import { configFrom, parseTimeout, withClient, type ConnectionOptions } from '..
 
 export async function start(options: { config?: string }): Promise<void> {
   const config = configFrom(options.config);
+  // Readable lines on a terminal, JSON lines when piped (log.format: auto), or what log.format says.
+  const log = createLogger({ level: config.log.level, format: config.log.format });
   const node = await startNode(config, {
+    log,
     onFatal: () => {
       void node.stop().finally(() => process.exit(1));
     },

@@ -8,19 +8,24 @@ import { isValidNodeId, isValidSubjectPrefix } from '../../protocols/subjects.js
 import { CONFLICT_STRATEGIES, SOURCES } from '../sync/conflicts.js';
 import { retentionPolicyKeys } from '../retention/config.js';
 
-const positiveInt = (max: number) => z.number().int('must be a whole number').min(1, 'must be at least 1').max(max, `must be at most ${max}`);
-const nonNegativeInt = (max: number) => z.number().int('must be a whole number').min(0, 'must not be negative').max(max, `must be at most ${max}`);
+export const LOG_FORMATS = ['auto', 'json', 'pretty'] as const;
+
+/** A whole number in [min, max]; every way of missing it (a string, a fraction, .nan, out of range) says the whole rule. */
+const wholeNumber = (min: number, max: number) => {
+  const rule = `must be a whole number from ${min} to ${max}`;
+  return z.number({ error: rule }).int(rule).min(min, rule).max(max, rule);
+};
+const positiveInt = (max: number) => wholeNumber(1, max);
+const nonNegativeInt = (max: number) => wholeNumber(0, max);
 const days = positiveInt(36_500);
 
 const natsUrl = z
   .string()
-  .min(1)
   .refine((value) => /^(nats|tls|ws|wss):\/\/[^\s]+$|^[^\s/:]+:\d+$/.test(value), 'must be a NATS URL such as nats://127.0.0.1:4222');
 
 const urlOf = (schemes: string[]) =>
   z
     .string()
-    .min(1)
     .refine((value) => {
       try {
         return schemes.includes(new URL(value).protocol.replace(/:$/, ''));
@@ -88,8 +93,8 @@ export const configSchema = z
               .default('latest_wins'),
             source_priority: z
               .array(z.enum(SOURCES, { error: "must be 'local' or 'mirror'" }))
-              .length(2, 'must list local and mirror, in order of priority')
-              .refine((list) => new Set(list).size === 2, 'must list local and mirror once each')
+              .length(2, 'must list local and mirror, once each, in order of priority')
+              .refine((list) => new Set(list).size === 2, 'must list local and mirror, once each, in order of priority')
               .default(['local', 'mirror']),
           })
           .strict()
@@ -141,7 +146,7 @@ export const configSchema = z
       .object({
         memtable_records_max: positiveInt(10_000_000).default(20_000),
         seal_interval_s: positiveInt(86_400).default(600),
-        cache_bytes_max: z.number().int().min(1 << 20, 'must be at least 1048576').max(64 * 2 ** 30, 'must be at most 68719476736').default(256 * 2 ** 20),
+        cache_bytes_max: wholeNumber(1 << 20, 64 * 2 ** 30).default(256 * 2 ** 20),
       })
       .strict()
       .prefault({}),
@@ -160,7 +165,7 @@ export const configSchema = z
       .prefault({}),
     limits: z
       .object({
-        payload_bytes_max: z.number().int().min(1024, 'must be at least 1024').max(64 * 1024 * 1024, 'must be at most 67108864').default(DEFAULT_LIMITS.payloadBytesMax),
+        payload_bytes_max: wholeNumber(1024, 64 * 1024 * 1024).default(DEFAULT_LIMITS.payloadBytesMax),
         batch_records_max: positiveInt(100_000).default(DEFAULT_LIMITS.batchRecordsMax),
         mailbox_capacity: positiveInt(1_000_000).default(4096),
         ask_timeout_ms: positiveInt(600_000).default(5000),
@@ -177,11 +182,17 @@ export const configSchema = z
         shutdown_ms: positiveInt(600_000).default(5000),
       })
       .strict()
-      .refine((value) => value.backoff_max_ms >= value.backoff_base_ms, { message: 'must be >= backoff_base_ms', path: ['backoff_max_ms'] })
+      .superRefine((value, ctx) => {
+        if (value.backoff_max_ms < value.backoff_base_ms) {
+          ctx.addIssue({ code: 'custom', path: ['backoff_max_ms'], input: value.backoff_max_ms, message: `must be at least backoff_base_ms, which is ${value.backoff_base_ms}` });
+        }
+      })
       .prefault({}),
     log: z
       .object({
         level: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'], { error: 'must be one of trace, debug, info, warn, error, fatal, silent' }).default('info'),
+        /** auto: readable lines when stdout is a terminal, JSON lines otherwise. */
+        format: z.enum(LOG_FORMATS, { error: 'must be auto, json or pretty' }).default('auto'),
       })
       .strict()
       .prefault({}),

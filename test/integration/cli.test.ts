@@ -149,7 +149,7 @@ t.test('start with a bad config file exits 1 with the config error and no stack 
   t.equal(
     result.stderr,
     `usage-tracker: invalid configuration in ${file}:\n` +
-      '  - cluster.shards: must be at least 1 (got 0)\n' +
+      '  - cluster.shards: must be a whole number from 1 to 4096 (got 0)\n' +
       '  - transport.kind: must be embedded or nats (got "tcp")\n',
   );
   t.notMatch(result.stderr, STACK_FRAME);
@@ -161,7 +161,7 @@ t.test('start with a bad config file exits 1 with the config error and no stack 
 
   const fromCwd = await run(['start'], cliEnv({ USAGE_TRACKER_SHARDS: 'lots' }));
   t.equal(fromCwd.code, 1, 'without --config, ./cluster.yml is loaded and the variable named');
-  t.equal(fromCwd.stderr, 'usage-tracker: invalid configuration in cluster.yml:\n  - cluster.shards (from USAGE_TRACKER_SHARDS): expected number, got string "lots"\n');
+  t.equal(fromCwd.stderr, 'usage-tracker: invalid configuration in cluster.yml:\n  - cluster.shards (from USAGE_TRACKER_SHARDS): must be a whole number from 1 to 4096 (got the string "lots")\n');
 
   const missing = join(DATA_DIR, 'missing.yml');
   const absent = await run(['start', '--config', missing]);
@@ -172,7 +172,7 @@ t.test('start with a bad config file exits 1 with the config error and no stack 
 t.test('an empty USAGE_TRACKER_CONFIG counts as unset, like the other variables', async (t) => {
   const result = await run(['start'], cliEnv({ USAGE_TRACKER_CONFIG: '', USAGE_TRACKER_SHARDS: 'lots' }));
   t.equal(result.code, 1);
-  t.equal(result.stderr, 'usage-tracker: invalid configuration in cluster.yml:\n  - cluster.shards (from USAGE_TRACKER_SHARDS): expected number, got string "lots"\n');
+  t.equal(result.stderr, 'usage-tracker: invalid configuration in cluster.yml:\n  - cluster.shards (from USAGE_TRACKER_SHARDS): must be a whole number from 1 to 4096 (got the string "lots")\n');
 });
 
 t.test('a started node answers status over NATS', async (t) => {
