@@ -143,7 +143,7 @@ export function supervisionFlags(config: Config): Partial<SupervisorFlags> {
 }
 
 export async function startNode(config: Config, options: NodeOptions = {}): Promise<UsageNode> {
-  const log = options.log ?? createLogger({ level: config.log.level });
+  const log = options.log ?? createLogger({ level: config.log.level, format: config.log.format });
   const clock = options.clock ?? systemClock;
   const fs = options.fs ?? nodeFileSystem;
   const dataDir = resolve(config.node.data_dir);
