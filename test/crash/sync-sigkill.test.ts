@@ -4,11 +4,13 @@
 // batches, transactions and checkpoints. Then a node started on the same
 // data directory must bring the mirror to exactly the local data: the same
 // ids, versions, seqs and content, nothing lost and nothing doubled.
-// SYNC_CRASH_ROUNDS (default 8) sets the rounds.
+// Rounds: at least SYNC_CRASH_ROUNDS_MIN (default 5), then more while
+// SYNC_CRASH_BUDGET_S (default 20) lasts, or exactly SYNC_CRASH_ROUNDS;
+// SYNC_CRASH_SEED seeds the kill times (test/helpers/rounds.ts, which
+// prints the seed and a line that reproduces the run).
 
 import t from 'tap';
 import { spawn } from 'node:child_process';
-import { randomInt } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
@@ -22,13 +24,17 @@ import { EmbeddedTransport } from '../../src/transport/embedded.js';
 import { startNode } from '../../supervisors/node.js';
 import { compareMirror, mirroredRows } from '../helpers/mirror.js';
 import { uniqueName } from '../helpers/node.js';
+import { roundPlan } from '../helpers/rounds.js';
 import { syncCrashConfig } from './fixture-sync.js';
 
-const ROUNDS = Number(process.env.SYNC_CRASH_ROUNDS ?? 8);
+// A round is a node start (modules, PostgreSQL) and up to 1.5 s of work; after the rounds the mirror may take up to a minute to catch up.
+const PLAN = roundPlan(t, { stem: 'SYNC_CRASH', file: 'test/crash/sync-sigkill.test.ts', floor: 5, budgetS: 20, roundMsMax: 20_000, setupMsMax: 90_000 });
+const KILL_MS_MIN = 200;
+const KILL_MS_MAX = 1500;
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 const POSTGRES_URL = process.env.USAGE_TRACKER_TEST_POSTGRES_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
 
-t.test(`SIGKILL in the middle of sync, ${ROUNDS} times: the mirror ends equal to local data`, async (t) => {
+t.test(`SIGKILL in the middle of sync, round after round: the mirror ends equal to local data (seed ${PLAN.seed})`, async (t) => {
   const dataDir = mkdtempSync(join(tmpdir(), 'usage-tracker-synccrash-'));
   const schema = uniqueName('synccrash');
   const admin = new pg.Pool({ connectionString: POSTGRES_URL, max: 2 });
@@ -39,7 +45,10 @@ t.test(`SIGKILL in the middle of sync, ${ROUNDS} times: the mirror ends equal to
     await admin.end();
   });
   let mirroredBefore = 0;
-  for (let round = 1; round <= ROUNDS; round++) {
+  for (const index of PLAN.rounds()) {
+    // Rounds count from 1 here: the fixture's generator seed and id prefix.
+    const round = index + 1;
+    const killMs = KILL_MS_MIN + Math.floor(PLAN.random(index)() * (KILL_MS_MAX - KILL_MS_MIN));
     const child = spawn(process.execPath, ['--import', 'tsx', 'test/crash/fixture-sync.ts', dataDir, POSTGRES_URL, schema, String(round)], {
       cwd: ROOT,
       stdio: ['ignore', 'pipe', 'inherit'],
@@ -49,13 +58,14 @@ t.test(`SIGKILL in the middle of sync, ${ROUNDS} times: the mirror ends equal to
       child.stdout.on('data', (chunk: Buffer) => chunk.toString().includes('ready') && ready());
       child.once('exit', (code) => fail(new Error(`fixture exited with ${code} before it was ready`)));
     });
-    await sleep(randomInt(200, 1500));
+    await sleep(killMs);
     child.kill('SIGKILL');
     await exited;
     const mirrored = Number((await admin.query(`SELECT count(*) AS n FROM "${schema}".usage_records`)).rows[0].n);
-    t.ok(mirrored >= mirroredBefore, `round ${round}: the mirror never loses rows (${mirrored})`);
+    t.ok(mirrored >= mirroredBefore, `round ${round}, killed ${killMs} ms after ready: the mirror never loses rows (${mirrored})`);
     mirroredBefore = mirrored;
   }
+  PLAN.end();
 
   const embedded = new EmbeddedTransport();
   const config = syncCrashConfig(dataDir, POSTGRES_URL, schema);
@@ -79,6 +89,6 @@ t.test(`SIGKILL in the middle of sync, ${ROUNDS} times: the mirror ends equal to
     for (const record of page.records) local.set(record.id, record);
     cursor = page.next_cursor;
   } while (cursor);
-  t.ok(local.size > 0, `${local.size} records were stored over ${ROUNDS} rounds`);
+  t.ok(local.size > 0, `${local.size} records were stored over ${PLAN.ran} rounds`);
   compareMirror(t, local, await mirroredRows(admin, schema));
 });
