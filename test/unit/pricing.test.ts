@@ -224,8 +224,8 @@ t.test('model matching: exact name, then aliases, then the longest prefix', asyn
   });
 });
 
-t.test('pricing is fast enough for the ingest hot path', async (t) => {
-  // 200k records/s is the ingest target; pricing must be a small part of it.
+// How fast pricing is belongs to `npm run bench` (BENCH_ONLY=pricing), never to a timed test.
+t.test('a mixed batch: every known model is priced from the table, the unknown one is not', async (t) => {
   const models: [string, string][] = [
     ['openai', 'gpt-4o'],
     ['anthropic', 'claude-sonnet-4-0'],
@@ -237,16 +237,16 @@ t.test('pricing is fast enough for the ingest hot path', async (t) => {
     const [provider, model] = models[i % models.length]!;
     return usage(provider, model, '2025-06-01T00:00:00Z', 1000 + i, 200, i % 3 === 0 ? 100 : undefined);
   });
-  let total = 0;
-  const started = process.hrtime.bigint();
-  for (let i = 0; i < 200_000; i++) {
-    const result = price(table, records[i % records.length]!);
-    if (result.cost_source === 'price_table') total += result.cost_usd;
+  const sources = new Map<string, Set<string>>();
+  for (const record of records) {
+    const seen = sources.get(record.model) ?? new Set<string>();
+    seen.add(price(table, record).cost_source);
+    sources.set(record.model, seen);
   }
-  const elapsedMs = Number(process.hrtime.bigint() - started) / 1e6;
-  t.ok(total > 0);
-  // Measured around 20-50 ms on a loaded 2-CPU machine: a 1 s bound fails only if something is badly wrong.
-  t.ok(elapsedMs < 1000, `200k records priced in ${elapsedMs.toFixed(1)} ms`);
+  t.same(
+    Object.fromEntries([...sources].map(([model, seen]) => [model, [...seen]])),
+    { 'gpt-4o': ['price_table'], 'claude-sonnet-4-0': ['price_table'], 'gemini-1.5-flash-002': ['price_table'], 'llama3.2:3b': ['price_table'], 'unknown-model': ['unknown'] },
+  );
 });
 
 /** The PriceTableError that parsing must raise; a file that loads fails the test. */
