@@ -39,13 +39,16 @@ export class NodeClient {
     readonly subjects: Subjects,
     readonly servers: string[],
     private readonly node: string | undefined,
+    /** Largest request body that both the NATS server and the node accept. */
+    readonly payloadBytesMax: number,
   ) {}
 
   static async connect(options: ConnectionOptions, timeoutMs = 5000): Promise<NodeClient> {
     const config = configFrom(options.config);
     const servers = options.natsUrl ? options.natsUrl.split(',') : config.transport.nats.servers;
     const transport = await connectNats({ servers, connectTimeoutMs: Math.min(timeoutMs, 5000), name: 'usage-tracker-cli' });
-    return new NodeClient(transport, subjects(options.prefix ?? config.transport.subject_prefix), servers, options.node);
+    const payloadBytesMax = Math.min(transport.payloadBytesMax, config.limits.payload_bytes_max);
+    return new NodeClient(transport, subjects(options.prefix ?? config.transport.subject_prefix), servers, options.node, payloadBytesMax);
   }
 
   subjectOf(endpoint: EndpointName): string {

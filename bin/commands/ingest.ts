@@ -1,11 +1,14 @@
 // `usage-tracker ingest FILE`: sends a JSON-lines file to a running node in
 // batches, with a progress bar, and sums up stored, duplicate and rejected.
-// A rejected record is reported with its line number and reason; any
-// rejection makes the command exit 1 so that scripts notice.
+// A batch ends at --batch records or where one more record would take the
+// request over the payload limit; a record too large to travel even alone
+// is rejected by itself. A rejected record is reported with its line number
+// and reason; any rejection makes the command exit 1 so that scripts notice.
 
 import { createReadStream, statSync } from 'node:fs';
 import { createInterface } from 'node:readline';
 import { SingleBar } from 'cli-progress';
+import { encode } from '../../protocols/codec.js';
 import { CliError, withClient, type ConnectionOptions, type NodeClient } from '../client.js';
 
 export interface IngestOptions extends ConnectionOptions {
@@ -24,6 +27,13 @@ export interface IngestSummary {
 }
 
 const PROBLEMS_SHOWN = 20;
+/** What `{ records: [...] }` adds around the records themselves in msgpack (map, key, array header), with room to spare. */
+const ENVELOPE_BYTES = 64;
+
+interface Line {
+  line: number;
+  record: unknown;
+}
 
 function positive(name: string, text: string, max: number): number {
   const value = Number(text);
@@ -48,12 +58,14 @@ export async function ingestFile(file: string, options: IngestOptions): Promise<
     const input = createReadStream(file);
     const lines = createInterface({ input, crlfDelay: Infinity });
     const inFlight = new Set<Promise<void>>();
-    let batch: { line: number; record: unknown }[] = [];
+    const bodyBytesMax = client.payloadBytesMax - ENVELOPE_BYTES;
+    let batch: Line[] = [];
+    let batchBytes = 0;
     const problem = (text: string) => {
       summary.rejected++;
       if (summary.problems.length < PROBLEMS_SHOWN) summary.problems.push(text);
     };
-    const flush = async (items: { line: number; record: unknown }[]) => {
+    const flush = async (items: Line[]) => {
       const task = send(client, items, summary, problem, timeoutMs).then(() => {
         bar?.update(input.bytesRead, { stored: summary.stored, duplicate: summary.duplicate, rejected: summary.rejected });
       });
@@ -71,12 +83,19 @@ export async function ingestFile(file: string, options: IngestOptions): Promise<
         problem(`line ${summary.lines}: not valid JSON`);
         continue;
       }
-      batch.push({ line: summary.lines, record });
-      if (batch.length >= batchSize) {
+      const recordBytes = encode(record).byteLength;
+      if (recordBytes > bodyBytesMax) {
+        problem(`line ${summary.lines}: E_TOO_LARGE: the record is ${recordBytes} bytes encoded; one request carries at most ${client.payloadBytesMax}`);
+        continue;
+      }
+      if (batch.length >= batchSize || batchBytes + recordBytes > bodyBytesMax) {
         const items = batch;
         batch = [];
+        batchBytes = 0;
         await flush(items);
       }
+      batch.push({ line: summary.lines, record });
+      batchBytes += recordBytes;
     }
     if (batch.length > 0) await flush(batch);
     await Promise.all(inFlight);
@@ -88,7 +107,7 @@ export async function ingestFile(file: string, options: IngestOptions): Promise<
 
 async function send(
   client: NodeClient,
-  items: { line: number; record: unknown }[],
+  items: Line[],
   summary: IngestSummary,
   problem: (text: string) => void,
   timeoutMs: number,

@@ -6,18 +6,28 @@ import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
+const BIN = fileURLToPath(new URL('../../bin/usage-tracker.ts', import.meta.url));
+// Absolute, so that the CLI can run from any working directory.
+const TSX = import.meta.resolve('tsx');
 const execFileAsync = promisify(execFile);
 
+export interface CliRunOptions {
+  /** The CLI's working directory (default: the repository). */
+  cwd?: string;
+  /** Extra environment variables (USAGE_TRACKER_* of the caller are never passed on). */
+  env?: Record<string, string>;
+}
+
 /** Runs the CLI as a user does; resolves with its exit code and output. */
-export async function cli(args: string[], prefix: string): Promise<{ code: number; stdout: string; stderr: string }> {
+export async function cli(args: string[], prefix: string, options: CliRunOptions = {}): Promise<{ code: number; stdout: string; stderr: string }> {
   const env: NodeJS.ProcessEnv = {};
   for (const [name, value] of Object.entries(process.env)) if (!name.startsWith('USAGE_TRACKER_')) env[name] = value;
+  Object.assign(env, options.env);
   try {
-    const { stdout, stderr } = await execFileAsync(process.execPath, ['--import', 'tsx', 'bin/usage-tracker.ts', ...args, '--prefix', prefix], { cwd: ROOT, env, timeout: 30_000 });
+    const { stdout, stderr } = await execFileAsync(process.execPath, ['--import', TSX, BIN, ...args, '--prefix', prefix], { cwd: options.cwd ?? ROOT, env, timeout: 30_000 });
     return { code: 0, stdout, stderr };
   } catch (error) {
     const failed = error as { code?: number; stdout?: string; stderr?: string };
     return { code: failed.code ?? -1, stdout: failed.stdout ?? '', stderr: failed.stderr ?? '' };
   }
 }
-
