@@ -250,7 +250,7 @@ export function retentionBehavior(options: RetentionOptions, ctx: ActorContext):
       run_id: runId,
       dry_run: dryRun,
       trigger,
-      now,
+      now: new Date(now).toISOString(),
       started_at: new Date(now).toISOString(),
       finished_at: new Date(ctx.clock.now()).toISOString(),
       policies: settings.policies,

@@ -71,7 +71,8 @@ export interface StatusReply {
   lineage: Lineage | null;
   version: string;
   protocol: number;
-  started_at: number;
+  /** ISO 8601 UTC with milliseconds, as every time in a reply. */
+  started_at: string;
   uptime_ms: number;
   transport: { kind: Config['transport']['kind']; nats: 'connected' | 'disconnected' | 'off'; subject_prefix: string };
   tree: StatusNode;
@@ -105,7 +106,7 @@ export class UsageNode {
       lineage: this.identity.lineage,
       version: VERSION,
       protocol: PROTOCOL_VERSION,
-      started_at: this.startedAt,
+      started_at: new Date(this.startedAt).toISOString(),
       uptime_ms: now - this.startedAt,
       transport: {
         kind: this.config.transport.kind,

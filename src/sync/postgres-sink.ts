@@ -95,7 +95,26 @@ function patchableOf(row: Record<string, unknown>): PatchableValues {
   return fields;
 }
 
-const conflictOf = (row: Record<string, unknown>): ConflictRow => ({ ...(row as unknown as ConflictRow), conflict_id: Number(row.conflict_id) });
+/** The row's timestamptz columns, which to_jsonb writes in PostgreSQL's own form (`...+00:00`, microseconds). */
+const ROW_TIME_COLUMNS = ['ts', 'ingested_at', 'updated_at', 'synced_at', 'edited_outside_at'];
+
+/** A row as a reply shows it: its times as every reply gives times, ISO 8601 UTC with milliseconds. */
+function rowForReply(row: Record<string, unknown>): Record<string, unknown> {
+  const out = { ...row };
+  for (const column of ROW_TIME_COLUMNS) {
+    const value = out[column];
+    if (typeof value !== 'string') continue;
+    const ms = Date.parse(value);
+    if (Number.isFinite(ms)) out[column] = new Date(ms).toISOString();
+  }
+  return out;
+}
+
+const conflictOf = (row: Record<string, unknown>): ConflictRow => ({
+  ...(row as unknown as ConflictRow),
+  conflict_id: Number(row.conflict_id),
+  remote_record: rowForReply(row.remote_record as Record<string, unknown>),
+});
 
 /** Marks a transaction's writes as usage-tracker's own, so the trigger of migration 0002 does not flag them. */
 const AS_SYNC = "SET LOCAL usage_tracker.writer = 'sync'";
