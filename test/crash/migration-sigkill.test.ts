@@ -12,14 +12,19 @@
 // - every record equal (id, version, content) to what the directory held
 //   before the first run, and every shard serving.
 //
-// Round 0 runs to completion and times the run; later rounds kill at a
-// seeded random moment within that time, or (one in three) let the run
-// finish, so the format flips and kills land in applies and rollbacks. MIGRATION_CRASH_ROUNDS (default 8)
-// and MIGRATION_CRASH_SEED reproduce a run.
+// Round 0 applies to completion and times the run. Rounds 1 to 3 are fixed
+// so that the floor alone kills a rollback and an apply in mid-run: 1 kills
+// a rollback, 2 lets a rollback finish, 3 kills an apply. From round 4 on,
+// one round in three (a seeded choice) lets the run finish, so the format
+// flips. Each kill lands at a seeded random moment within round 0's time.
+// Rounds: at least MIGRATION_CRASH_ROUNDS_MIN (default 5), then more while
+// MIGRATION_CRASH_BUDGET_S (default 30) lasts, or exactly
+// MIGRATION_CRASH_ROUNDS; MIGRATION_CRASH_SEED seeds the kills
+// (test/helpers/rounds.ts, which prints a line that reproduces the run).
 
 import t from 'tap';
 import { spawn } from 'node:child_process';
-import { createHash, randomInt } from 'node:crypto';
+import { createHash } from 'node:crypto';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
@@ -33,10 +38,13 @@ import { EmbeddedTransport } from '../../src/transport/embedded.js';
 import { startNode } from '../../supervisors/node.js';
 import { manifests, toFormat1 } from '../helpers/format1.js';
 import { migrationCrashConfig, MIGRATION_CRASH_SHARDS } from './fixture-migration.js';
-import { seededRandom } from './fixture-writer.js';
+import { roundPlan } from '../helpers/rounds.js';
 
-const ROUNDS = Number(process.env.MIGRATION_CRASH_ROUNDS ?? 8);
-const SEED = process.env.MIGRATION_CRASH_SEED !== undefined ? Number(process.env.MIGRATION_CRASH_SEED) : randomInt(2 ** 31);
+// Before the rounds: 1500 records ingested and read back. A round: a fixture's start and run, then a node's start and a read of every record.
+const PLAN = roundPlan(t, { stem: 'MIGRATION_CRASH', file: 'test/crash/migration-sigkill.test.ts', floor: 5, budgetS: 30, roundMsMax: 25_000, setupMsMax: 60_000 });
+const SEED = PLAN.seed;
+/** Rounds 1 to 3: kill a rollback, let a rollback finish, kill an apply (round 0 applies to the end). */
+const FIXED_TO_END = [true, false, true, false];
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 const RECORDS = 1500;
 const FILE_DELAY_MS = 5;
@@ -140,10 +148,7 @@ async function runFixture(dataDir: string, backupDir: string, killAfterMs: numbe
   return run;
 }
 
-t.setTimeout(Math.max(240_000, ROUNDS * 30_000));
-t.comment(`migration crash test: ${ROUNDS} rounds, seed ${SEED} (reproduce: MIGRATION_CRASH_SEED=${SEED} MIGRATION_CRASH_ROUNDS=${ROUNDS} npx tap test/crash/migration-sigkill.test.ts)`);
-
-t.test(`SIGKILL in the middle of a storage migration, ${ROUNDS} rounds (seed ${SEED})`, async (t) => {
+t.test(`SIGKILL in the middle of a storage migration, round after round (seed ${SEED})`, async (t) => {
   const dataDir = mkdtempSync(join(tmpdir(), 'usage-tracker-migcrash-'));
   const backupDir = mkdtempSync(join(tmpdir(), 'usage-tracker-migcrashbk-'));
   t.teardown(() => {
@@ -167,12 +172,12 @@ t.test(`SIGKILL in the middle of a storage migration, ${ROUNDS} rounds (seed ${S
   const model = await withNode(dataDir, backupDir, recordsOf);
   t.equal(model.size, RECORDS);
 
-  const random = seededRandom(SEED);
   let runMs = 0;
   const outcomes = { midRun: 0, finished: 0, atFormat: new Map<number, number>() };
-  for (let round = 0; round < ROUNDS; round++) {
-    // About one round in three runs to the end, so the format flips and both apply and rollback get killed mid-run.
-    const toEnd = round === 0 || random() < 0.3;
+  for (const round of PLAN.rounds()) {
+    const random = PLAN.random(round);
+    // After the fixed rounds, about one in three runs to the end, so the format flips and both apply and rollback get killed mid-run.
+    const toEnd = FIXED_TO_END[round] ?? random() < 0.3;
     const killAfterMs = toEnd ? undefined : Math.floor(random() * runMs);
     const run = await runFixture(dataDir, backupDir, killAfterMs);
     if (round === 0) {
@@ -200,6 +205,7 @@ t.test(`SIGKILL in the middle of a storage migration, ${ROUNDS} rounds (seed ${S
     t.strictSame(differ.slice(0, 10), [], `${label}: every record equal to the model`);
     if (!t.passing()) break;
   }
+  PLAN.end();
   t.comment(`${outcomes.midRun} kills during a run, ${outcomes.finished} after it finished; ended at format 1: ${outcomes.atFormat.get(1) ?? 0}, format 2: ${outcomes.atFormat.get(2) ?? 0}`);
-  t.ok(outcomes.midRun >= Math.min(2, ROUNDS - 1), 'kills landed in the middle of runs (the test tested something)');
+  t.ok(outcomes.midRun >= Math.min(2, PLAN.ran - 2), 'kills landed in the middle of runs, of a rollback and of an apply (the test tested something)');
 });

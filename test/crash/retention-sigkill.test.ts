@@ -17,11 +17,13 @@
 // Each round starts again from the prepared state; after each kill a whole
 // run follows, and every shard must then be in the after-state.
 //
-// RETENTION_CRASH_ROUNDS (default 6) and RETENTION_CRASH_SEED set the rounds and the seed.
+// Rounds: at least RETENTION_CRASH_ROUNDS_MIN (default 3), then more while
+// RETENTION_CRASH_BUDGET_S (default 20) lasts, or exactly
+// RETENTION_CRASH_ROUNDS; RETENTION_CRASH_SEED seeds the kill moments
+// (test/helpers/rounds.ts, which prints a line that reproduces the run).
 
 import t, { type Test } from 'tap';
 import { spawn } from 'node:child_process';
-import { randomInt } from 'node:crypto';
 import { cpSync, mkdtempSync, readdirSync, readFileSync, rmSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
@@ -31,11 +33,12 @@ import { silentLogger } from '../../src/log.js';
 import { nodeFileSystem } from '../../src/ports/fs.js';
 import { createAggregator } from '../../src/query/aggregate.js';
 import { ShardStore } from '../../src/storage/shard-store.js';
-import { seededRandom } from './fixture-writer.js';
+import { roundPlan } from '../helpers/rounds.js';
 import { SHARDS } from './fixture-retention.js';
 
-const ROUNDS = Number(process.env.RETENTION_CRASH_ROUNDS ?? 6);
-const SEED = process.env.RETENTION_CRASH_SEED !== undefined ? Number(process.env.RETENTION_CRASH_SEED) : randomInt(2 ** 31);
+// Before the rounds: the prepared directory and a whole reference run. A round: a killed run, a whole run, each shard opened twice.
+const PLAN = roundPlan(t, { stem: 'RETENTION_CRASH', file: 'test/crash/retention-sigkill.test.ts', floor: 3, budgetS: 20, roundMsMax: 40_000, setupMsMax: 60_000 });
+const SEED = PLAN.seed;
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 const FIXTURE = 'test/crash/fixture-retention.ts';
 
@@ -151,17 +154,17 @@ t.test(`SIGKILL in the middle of retention leaves each shard complete or rolled 
   const runMs = Math.max(20, doneAt - startedAt);
   t.comment(`seed ${SEED}; a whole run takes about ${runMs} ms`);
 
-  const random = seededRandom(SEED);
   const seen = { before: 0, after: 0 };
   const prepared = join(root, 'prepared');
   cpSync(dataDir, prepared, { recursive: true });
-  for (let round = 0; round < ROUNDS; round++) {
+  for (const round of PLAN.rounds()) {
     // Every round starts from the prepared state, so each kill lands somewhere in a whole run.
     rmSync(dataDir, { recursive: true, force: true });
     cpSync(prepared, dataDir, { recursive: true });
     const child = spawnFixture(dataDir, 'run', exportDir);
     await child.waitFor('started', 120_000);
-    await sleep(Math.floor(random() * runMs));
+    const killMs = Math.floor(PLAN.random(round)() * runMs);
+    await sleep(killMs);
     child.kill();
     await child.exited;
     for (let shard = 0; shard < SHARDS; shard++) {
@@ -170,7 +173,7 @@ t.test(`SIGKILL in the middle of retention leaves each shard complete or rolled 
       const isAfter = state.records === after[shard]!.records && state.totals === after[shard]!.totals;
       if (isBefore) seen.before++;
       if (isAfter) seen.after++;
-      t.ok(isBefore || isAfter, `round ${round} shard ${shard}: the before-state or the after-state (seed ${SEED})`);
+      t.ok(isBefore || isAfter, `round ${round} (killed ${killMs} ms in) shard ${shard}: ${isBefore ? 'the before-state' : isAfter ? 'the after-state' : 'neither'}, never a mix (seed ${SEED})`);
     }
     // The next run finishes what the killed one left: every shard complete.
     const rerun = spawnFixture(dataDir, 'run', exportDir);
@@ -181,5 +184,6 @@ t.test(`SIGKILL in the middle of retention leaves each shard complete or rolled 
       t.ok(state.records === after[shard]!.records && state.totals === after[shard]!.totals, `round ${round} shard ${shard}: complete after the next run`);
     }
   }
+  PLAN.end();
   t.comment(`shards seen rolled back: ${seen.before}, complete: ${seen.after}`);
 });
