@@ -6,6 +6,7 @@
 import { SingleBar } from 'cli-progress';
 import { createGenerator } from '../../src/demo/generate.js';
 import { CliError, withClient, type ConnectionOptions } from '../client.js';
+import { InFlight } from '../in-flight.js';
 import { runQuery } from './query.js';
 
 export interface DemoOptions extends ConnectionOptions {
@@ -40,24 +41,29 @@ export async function runDemo(options: DemoOptions): Promise<string> {
     const bar = process.stderr.isTTY ? new SingleBar({ format: 'demo [{bar}] {value}/{total} records | stored {stored} rejected {rejected} | {rate}/s' }) : undefined;
     bar?.start(total, 0, { ...tally, rate: 0 });
     const started = performance.now();
-    const inFlight = new Set<Promise<void>>();
-    for (let sent = 0; sent < total; ) {
+    const inFlight = new InFlight(8);
+    for (let sent = 0; sent < total && !inFlight.failed; ) {
       const size = Math.min(BATCH, total - sent);
       const records = Array.from({ length: size }, (_, i) => generator.recordAt(sent + i));
       sent += size;
-      const task = client.call<{ results?: { status: string }[] }>('ingest', { records }, timeoutMs).then((reply) => {
-        if (!reply.ok || !reply.results) throw new CliError(`${reply.error?.code ?? 'error'}: ${reply.error?.message ?? 'refused'}`);
-        for (const result of reply.results) tally[result.status as keyof typeof tally]++;
-        const seconds = (performance.now() - started) / 1000;
-        bar?.update(tally.stored + tally.duplicate + tally.rejected, { ...tally, rate: Math.round((tally.stored + tally.duplicate) / seconds) });
-      });
-      const tracked = task.finally(() => inFlight.delete(tracked));
-      inFlight.add(tracked);
-      if (inFlight.size >= 8) await Promise.race(inFlight);
+      await inFlight.add(
+        client.call<{ results?: { status: string }[] }>('ingest', { records }, timeoutMs).then((reply) => {
+          if (!reply.ok || !reply.results) throw new CliError(`${reply.error?.code ?? 'error'}: ${reply.error?.message ?? 'refused'}`);
+          for (const result of reply.results) tally[result.status as keyof typeof tally]++;
+          const seconds = (performance.now() - started) / 1000;
+          bar?.update(tally.stored + tally.duplicate + tally.rejected, { ...tally, rate: Math.round((tally.stored + tally.duplicate) / seconds) });
+        }),
+      );
       const aheadMs = (sent / rate) * 1000 - (performance.now() - started);
-      if (aheadMs > 0) await new Promise((resolve) => setTimeout(resolve, aheadMs));
+      if (aheadMs > 0 && !inFlight.failed) await new Promise((resolve) => setTimeout(resolve, aheadMs));
     }
-    await Promise.all(inFlight);
+    await inFlight.settle();
+    const failed = inFlight.failed;
+    if (failed) {
+      bar?.stop();
+      const reason = failed.error instanceof Error ? failed.error.message : String(failed.error);
+      throw new CliError(`demo stopped after ${tally.stored + tally.duplicate + tally.rejected} of ${total} records were acknowledged (${tally.stored} stored): ${reason}`);
+    }
     bar?.stop();
   });
   const connection: ConnectionOptions & { timeout: string } = { timeout: options.timeout };
