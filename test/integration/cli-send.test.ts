@@ -1,6 +1,7 @@
-// `usage-tracker ingest FILE` as a user runs it, against a node in this
-// process on its own subject prefix: batches that fit the payload limit, a
-// line too large to send rejected alone, and a node that dies mid-run.
+// The CLI commands that send records (`ingest FILE`, `demo`) as a user runs
+// them, against a node in this process on its own subject prefix: batches
+// that fit the payload limit, a line too large to send rejected alone, a
+// node that dies mid-run, and the demo's table counting what it sent.
 
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
