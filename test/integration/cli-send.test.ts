@@ -111,3 +111,20 @@ t.test('demo whose node stops mid-run fails with one line, a stack only with USA
     else t.equal(result.stderr, `${first}\n`, 'one line, no stack');
   }
 });
+
+t.test("demo's closing tables count every record it sent", async (t) => {
+  const tn = await startTestNode();
+  t.teardown(() => tn.stop());
+  const result = await cli(['demo', '--records', '600', '--users', '20', '--rate', '1000000', '--seed', '7'], tn.config.transport.subject_prefix);
+  t.equal(result.code, 0, result.stderr);
+  t.match(result.stdout, /^sent 600 records from 20 users over 1 day\(s\): 600 stored, 0 duplicate, 0 rejected\n/);
+  const [, byProvider = '', byModel = ''] = result.stdout.split(/\nlast 1 day\(s\) by provider:\n|\nby model:\n/);
+  /** Sums a table's count column (the first number after the key columns). */
+  const counted = (table: string, keys: number) =>
+    table
+      .split('\n')
+      .filter((line) => /^\| [a-z]/.test(line) && !line.startsWith('| provider'))
+      .reduce((sum, line) => sum + Number(line.split('|')[keys + 1]!.trim().replace(/,/g, '')), 0);
+  t.equal(counted(byProvider, 1), 600, `by provider:\n${byProvider}`);
+  t.equal(counted(byModel, 2), 600, `by model:\n${byModel}`);
+});
