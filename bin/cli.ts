@@ -1,13 +1,14 @@
 // The usage-tracker command line. `start` runs a node; the other commands
 // talk to a running node over NATS. Every failure prints one line saying
-// why and exits non-zero.
+// why and exits non-zero; USAGE_TRACKER_DEBUG=1 adds the stack trace.
 
 import { Command, CommanderError, Option } from 'commander';
 import { ConfigError } from '../src/config/load.js';
 import { PriceTableError } from '../src/pricing/price-table.js';
 import { VERSION } from '../src/version.js';
 import { runDemo } from './commands/demo.js';
-import { ingestFile, printSummary, type IngestOptions } from './commands/ingest.js';
+import { CliError } from './client.js';
+import { ingestFile, printSummary, stoppedLine, type IngestOptions } from './commands/ingest.js';
 import { start, status } from './commands/node.js';
 import { runQuery } from './commands/query.js';
 import { backupCreate, backupList, backupRestore, backupVerify } from './commands/backup.js';
@@ -46,6 +47,8 @@ function program(): Command {
     .action(async (file: string, options: IngestOptions) => {
       const summary = await ingestFile(file, options);
       printSummary(summary);
+      const stopped = stoppedLine(summary);
+      if (stopped !== undefined) throw new CliError(stopped);
       if (summary.rejected > 0) process.exitCode = 1;
     });
   connectionOptions(cli.command('query').description('usage and cost: an aggregate table by default, records with --records'), 'ask')
@@ -189,7 +192,22 @@ function program(): Command {
   return cli;
 }
 
+/** Prints a failure as one line (the whole message for configuration and price errors, which list their problems). */
+function report(error: unknown): void {
+  const whole = error instanceof ConfigError || error instanceof PriceTableError;
+  const message = whole ? (error as Error).message : error instanceof Error ? error.message.split('\n')[0] : String(error);
+  process.stderr.write(`usage-tracker: ${message}\n`);
+  if (process.env.USAGE_TRACKER_DEBUG === '1' && error instanceof Error && error.stack) process.stderr.write(`${error.stack}\n`);
+}
+
 async function main(argv: string[]): Promise<void> {
+  // A failure nobody awaited is still one line, not Node's stack dump.
+  const fatal = (error: unknown) => {
+    report(error);
+    process.exit(1);
+  };
+  process.on('uncaughtException', fatal);
+  process.on('unhandledRejection', fatal);
   try {
     await program().parseAsync(argv);
   } catch (error) {
@@ -197,9 +215,7 @@ async function main(argv: string[]): Promise<void> {
       process.exitCode = error.exitCode;
       return;
     }
-    const whole = error instanceof ConfigError || error instanceof PriceTableError;
-    const message = whole ? (error as Error).message : error instanceof Error ? error.message.split('\n')[0] : String(error);
-    process.stderr.write(`usage-tracker: ${message}\n`);
+    report(error);
     process.exitCode = 1;
   }
 }

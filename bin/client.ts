@@ -78,16 +78,27 @@ export class NodeClient {
     return reply;
   }
 
+  /** Drains the connection: every request still in flight gets its answer first. */
   async close(): Promise<void> {
     await this.transport.drain().catch(() => undefined);
+  }
+
+  /** Closes the connection at once: requests still in flight fail instead of waiting out their timeouts. */
+  async abandon(): Promise<void> {
+    await this.transport.connection.close().catch(() => undefined);
   }
 }
 
 export async function withClient<T>(options: ConnectionOptions, timeoutMs: number, work: (client: NodeClient) => Promise<T>): Promise<T> {
   const client = await NodeClient.connect(options, timeoutMs);
+  let result: T;
   try {
-    return await work(client);
-  } finally {
-    await client.close();
+    result = await work(client);
+  } catch (error) {
+    // The node is gone or the work failed: nothing still in flight is worth waiting for.
+    await client.abandon();
+    throw error;
   }
+  await client.close();
+  return result;
 }

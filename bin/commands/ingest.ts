@@ -10,6 +10,7 @@ import { createInterface } from 'node:readline';
 import { SingleBar } from 'cli-progress';
 import { encode } from '../../protocols/codec.js';
 import { CliError, withClient, type ConnectionOptions, type NodeClient } from '../client.js';
+import { InFlight } from '../in-flight.js';
 
 export interface IngestOptions extends ConnectionOptions {
   batch: string;
@@ -23,7 +24,11 @@ export interface IngestSummary {
   stored: number;
   duplicate: number;
   rejected: number;
+  /** Records the node answered for (stored, duplicate or rejected by it). */
+  acknowledged: number;
   problems: string[];
+  /** Set when the node stopped answering: the run ended there, and what was sent last got no answer. */
+  stopped?: { reason: string; unanswered: number };
 }
 
 const PROBLEMS_SHOWN = 20;
@@ -52,26 +57,28 @@ export async function ingestFile(file: string, options: IngestOptions): Promise<
   const concurrency = positive('--concurrency', options.concurrency, 64);
   const timeoutMs = positive('--timeout', options.timeout, 600_000);
   return withClient(options, timeoutMs, async (client) => {
-    const summary: IngestSummary = { lines: 0, stored: 0, duplicate: 0, rejected: 0, problems: [] };
+    const summary: IngestSummary = { lines: 0, stored: 0, duplicate: 0, rejected: 0, acknowledged: 0, problems: [] };
     const bar = options.quiet || !process.stderr.isTTY ? undefined : new SingleBar({ format: 'ingest [{bar}] {percentage}% | {value}/{total} bytes | stored {stored} duplicate {duplicate} rejected {rejected}' });
     bar?.start(bytesTotal, 0, { stored: 0, duplicate: 0, rejected: 0 });
     const input = createReadStream(file);
     const lines = createInterface({ input, crlfDelay: Infinity });
-    const inFlight = new Set<Promise<void>>();
+    const inFlight = new InFlight(concurrency);
     const bodyBytesMax = client.payloadBytesMax - ENVELOPE_BYTES;
     let batch: Line[] = [];
     let batchBytes = 0;
+    let unanswered = 0;
     const problem = (text: string) => {
       summary.rejected++;
       if (summary.problems.length < PROBLEMS_SHOWN) summary.problems.push(text);
     };
     const flush = async (items: Line[]) => {
-      const task = send(client, items, summary, problem, timeoutMs).then(() => {
-        bar?.update(input.bytesRead, { stored: summary.stored, duplicate: summary.duplicate, rejected: summary.rejected });
-      });
-      const tracked = task.finally(() => inFlight.delete(tracked));
-      inFlight.add(tracked);
-      if (inFlight.size >= concurrency) await Promise.race(inFlight);
+      unanswered += items.length;
+      await inFlight.add(
+        send(client, items, summary, problem, timeoutMs).then(() => {
+          unanswered -= items.length;
+          bar?.update(input.bytesRead, { stored: summary.stored, duplicate: summary.duplicate, rejected: summary.rejected });
+        }),
+      );
     };
     for await (const text of lines) {
       summary.lines++;
@@ -93,13 +100,21 @@ export async function ingestFile(file: string, options: IngestOptions): Promise<
         batch = [];
         batchBytes = 0;
         await flush(items);
+        if (inFlight.failed) break;
       }
       batch.push({ line: summary.lines, record });
       batchBytes += recordBytes;
     }
-    if (batch.length > 0) await flush(batch);
-    await Promise.all(inFlight);
-    bar?.update(bytesTotal, { stored: summary.stored, duplicate: summary.duplicate, rejected: summary.rejected });
+    if (!inFlight.failed && batch.length > 0) await flush(batch);
+    await inFlight.settle();
+    const failed = inFlight.failed;
+    if (failed) {
+      // The node is gone (no responders, a closed connection) or not answering: what is still in flight would only wait out its timeout.
+      input.destroy();
+      await client.abandon();
+      summary.stopped = { reason: failed.error instanceof Error ? failed.error.message : String(failed.error), unanswered };
+    }
+    bar?.update(failed ? input.bytesRead : bytesTotal, { stored: summary.stored, duplicate: summary.duplicate, rejected: summary.rejected });
     bar?.stop();
     return summary;
   });
@@ -119,6 +134,7 @@ async function send(
   );
   if (!reply.ok || !reply.results) {
     for (const item of items) problem(`line ${item.line}: ${reply.error?.code ?? 'error'}: ${reply.error?.message ?? 'refused'}`);
+    summary.acknowledged += items.length;
     return;
   }
   for (const result of reply.results) {
@@ -126,10 +142,20 @@ async function send(
     else if (result.status === 'duplicate') summary.duplicate++;
     else problem(`line ${items[result.index]?.line ?? '?'}: ${result.error?.code ?? 'rejected'}: ${result.error?.message ?? ''}`);
   }
+  summary.acknowledged += reply.results.length;
 }
 
 export function printSummary(summary: IngestSummary): void {
-  process.stdout.write(`${summary.stored} stored, ${summary.duplicate} duplicate, ${summary.rejected} rejected (${summary.lines} lines)\n`);
+  const read = summary.stopped ? `${summary.lines} lines read before the node stopped answering` : `${summary.lines} lines`;
+  process.stdout.write(`${summary.stored} stored, ${summary.duplicate} duplicate, ${summary.rejected} rejected (${read})\n`);
   for (const text of summary.problems) process.stdout.write(`  ${text}\n`);
   if (summary.rejected > summary.problems.length) process.stdout.write(`  ... and ${summary.rejected - summary.problems.length} more\n`);
+}
+
+/** The one line a run that lost its node ends with, or undefined. */
+export function stoppedLine(summary: IngestSummary): string | undefined {
+  const stopped = summary.stopped;
+  if (!stopped) return undefined;
+  const unanswered = stopped.unanswered > 0 ? `; ${stopped.unanswered} records sent got no answer (they may be stored: sending the file again is safe, duplicates are recognised by id)` : '';
+  return `the node stopped answering after ${summary.acknowledged} records were acknowledged: ${stopped.reason}${unanswered}`;
 }
