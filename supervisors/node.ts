@@ -21,6 +21,7 @@ import { join, resolve } from 'node:path';
 import { Gateway, type EndpointReply } from '../actors/gateway.js';
 import { ingestBehavior, type IngestMessage } from '../actors/ingest.js';
 import { partitionBehavior, type PartitionMessage, type PartitionReply } from '../actors/partition.js';
+import { partitionMessageSchema } from '../actors/partition-messages.js';
 import { PatternApi } from '../actors/pattern-api.js';
 import { StorageApi } from '../actors/storage-api.js';
 import { ChromaSearch } from '../src/sync/chroma-search.js';
@@ -186,11 +187,14 @@ export async function startNode(config: Config, options: NodeOptions = {}): Prom
   const partitionPath = (shard: number) => `${config.node.id}/shards/partition-${shard}`;
   const partition = (shard: number) => system.ref<PartitionMessage, PartitionReply>(partitionPath(shard));
   const shardStatus = new Map<number, () => Record<string, unknown>>();
+  /** What a shard accepts over the internal actor subject: checked once, where a body enters. */
+  const partitionRemote = partitionMessageSchema(limitsOf(config), () => clock.now());
   const partitions: ChildSpec[] = Array.from({ length: shardCount }, (_, shard) =>
     actorChild({
       id: `partition-${shard}`,
       mailboxCapacity: config.limits.mailbox_capacity,
       shutdownMs: config.supervision.shutdown_ms,
+      remote: partitionRemote,
       detail: () => shardStatus.get(shard)?.() ?? {},
       behavior: (ctx) =>
         partitionBehavior(

@@ -1,7 +1,10 @@
 // A supervised actor: the child spec that spawns a behaviour in its own
 // mailbox at the child's path and reports its exits to the supervisor.
+// `remote` is what the actor accepts over the internal actor subject
+// (src/kernel/message-schema.ts); without it the network cannot reach it.
 
 import type { ActorContext, Behavior } from '../src/kernel/actor.js';
+import type { RemoteSchema } from '../src/kernel/message-schema.js';
 import type { ActorSystem } from '../src/kernel/system.js';
 import type { ChildSpec, RestartType } from './spec.js';
 
@@ -12,6 +15,8 @@ export interface ActorChildOptions<M, R> {
   restart?: RestartType;
   shutdownMs?: number | 'infinity';
   mailboxCapacity?: number;
+  /** The schema bodies from other nodes are checked against; absent: refused. */
+  remote?: RemoteSchema<M>;
   /** Extra facts for the status tree. */
   detail?: () => Record<string, unknown>;
 }
@@ -25,6 +30,7 @@ export function actorChild<M, R>(options: ActorChildOptions<M, R>): ChildSpec {
       const behavior = await options.behavior(actorCtx, ctx.system);
       const cell = ctx.system.spawn(ctx.path, behavior, {
         ...(options.mailboxCapacity !== undefined ? { mailboxCapacity: options.mailboxCapacity } : {}),
+        ...(options.remote !== undefined ? { remote: options.remote } : {}),
         onExit: (reason) => ctx.exit(reason),
       });
       return {

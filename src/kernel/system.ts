@@ -2,7 +2,10 @@
 // and how an envelope reaches an actor on another node. A path is
 // `<nodeId>/<segment>/...`; `ref(path)` gives the same ActorRef interface
 // whether the path is local (a mailbox push) or remote (an envelope over the
-// transport, answered by the owning node's system).
+// transport, answered by the owning node's system). A body that arrives from
+// the network reaches an actor only through the schema it was spawned with
+// (message-schema.ts); an actor spawned without one takes nothing from the
+// network.
 
 import { decode, encodeInternal as encode } from '../../protocols/codec.js';
 import { actorEnvelope, checkActorEnvelope, errorEnvelope, okReply, openReply } from '../../protocols/envelope.js';
@@ -12,6 +15,7 @@ import { actorLogger, type Logger } from '../log.js';
 import { systemClock, type Clock } from '../ports/clock.js';
 import type { Transport, TransportMessage, TransportSubscription } from '../transport/transport.js';
 import { ActorCell, type Behavior, type ExitReason } from './actor.js';
+import type { RemoteSchema } from './message-schema.js';
 import { ASK_TIMEOUT_MS_MAX, captureCaller, namedCaller, DEFAULT_ASK_TIMEOUT_MS, PendingAsk, timeoutError, type AskOptions } from './ask.js';
 
 export interface ActorRef<M = unknown, R = unknown> {
@@ -21,9 +25,11 @@ export interface ActorRef<M = unknown, R = unknown> {
   ask(message: M, options?: AskOptions): Promise<R>;
 }
 
-export interface SpawnOptions {
+export interface SpawnOptions<M = unknown> {
   mailboxCapacity?: number;
   onExit?: (reason: ExitReason) => void;
+  /** What the actor accepts over the internal actor subject; without it, every envelope from the network is refused. */
+  remote?: RemoteSchema<M>;
 }
 
 export interface ActorSystemOptions {
@@ -40,6 +46,7 @@ export interface ActorSystemOptions {
 /** Where a path is bound; a restarted actor rebinds the same slot so refs survive restarts. */
 interface Slot {
   cell: ActorCell<any, any> | undefined;
+  remote: RemoteSchema | undefined;
 }
 
 /** Bound on an inbound envelope: one protocol payload plus envelope overhead. */
@@ -52,6 +59,12 @@ function respondSafely(msg: TransportMessage, reply: ReturnType<typeof okReply>)
   } catch (error) {
     msg.respond(encode(errorEnvelope(toProtocolError(error))));
   }
+}
+
+/** A body from the network, checked against the schema of the actor at `path`; throws E_BAD_REQUEST. */
+function checkedBody(slot: Slot, path: string, body: unknown): unknown {
+  if (!slot.remote) throw new ProtocolError('E_BAD_REQUEST', `${path} takes no messages from the network`, { field: 'to' });
+  return slot.remote.parse(body);
 }
 
 export function nodeOfPath(path: string): string {
@@ -82,7 +95,7 @@ export class ActorSystem {
   }
 
   /** Starts an actor at `path` (which must be on this node) and binds it there. */
-  spawn<M, R>(path: string, behavior: Behavior<M, R>, options: SpawnOptions = {}): ActorCell<M, R> {
+  spawn<M, R>(path: string, behavior: Behavior<M, R>, options: SpawnOptions<M> = {}): ActorCell<M, R> {
     if (nodeOfPath(path) !== this.nodeId) throw new TypeError(`cannot spawn ${path} on node ${this.nodeId}`);
     const slot = this.slotOf(path);
     if (slot.cell && (slot.cell.lifecycle === 'running' || slot.cell.lifecycle === 'stopping')) {
@@ -99,6 +112,7 @@ export class ActorSystem {
       },
     });
     slot.cell = cell;
+    slot.remote = options.remote;
     return cell;
   }
 
@@ -115,7 +129,7 @@ export class ActorSystem {
   private slotOf(path: string): Slot {
     let slot = this.slots.get(path);
     if (!slot) {
-      slot = { cell: undefined };
+      slot = { cell: undefined, remote: undefined };
       this.slots.set(path, slot);
     }
     return slot;
@@ -205,7 +219,7 @@ export class ActorSystem {
     if (envelope.kind === 'tell') {
       try {
         if (!slot?.cell) throw new ProtocolError('E_UNAVAILABLE', `no actor is running at ${envelope.to}`);
-        slot.cell.tell(envelope.body);
+        slot.cell.tell(checkedBody(slot, envelope.to, envelope.body));
       } catch (error) {
         this.log.debug({ err: error, to: envelope.to }, 'remote tell dropped');
       }
@@ -219,9 +233,16 @@ export class ActorSystem {
       msg.respond(encode(errorEnvelope(new ProtocolError('E_UNAVAILABLE', `no actor is running at ${envelope.to}`))));
       return;
     }
+    let body;
+    try {
+      body = checkedBody(slot, envelope.to, envelope.body);
+    } catch (error) {
+      msg.respond(encode(errorEnvelope(toProtocolError(error))));
+      return;
+    }
     const timeoutMs = Math.min(envelope.timeout_ms ?? this.askTimeoutMs, ASK_TIMEOUT_MS_MAX);
-    return this.askSlot(slot, envelope.to, envelope.body, timeoutMs, {}).then(
-      (body) => respondSafely(msg, okReply(body)),
+    return this.askSlot(slot, envelope.to, body, timeoutMs, {}).then(
+      (reply) => respondSafely(msg, okReply(reply)),
       (error) => respondSafely(msg, errorEnvelope(toProtocolError(error))),
     );
   }

@@ -6,6 +6,7 @@ import { randomBytes } from 'node:crypto';
 import t, { type Test } from 'tap';
 import { ProtocolError } from '../../protocols/errors.js';
 import { ActorSystem } from '../../src/kernel/system.js';
+import type { RemoteSchema } from '../../src/kernel/message-schema.js';
 import { silentLogger } from '../../src/log.js';
 import { EmbeddedTransport } from '../../src/transport/embedded.js';
 import { connectNats, NatsTransport } from '../../src/transport/nats.js';
@@ -321,7 +322,7 @@ function conformance(kind: TransportKind): void {
         total += message.add ?? 0;
         return { total, from: 'n2/echo' };
       },
-    });
+    }, { remote: { parse: (body) => body as { add?: number; fail?: boolean; blob?: Uint8Array } } satisfies RemoteSchema<{ add?: number; fail?: boolean; blob?: Uint8Array }> });
     n2.listen();
     await settle(server);
     const ref = n1.ref<{ add?: number; fail?: boolean; blob?: Uint8Array }, unknown>('n2/echo');

@@ -6,6 +6,7 @@
 import t from 'tap';
 import { ProtocolError } from '../../protocols/errors.js';
 import type { ExitReason } from '../../src/kernel/actor.js';
+import type { RemoteSchema } from '../../src/kernel/message-schema.js';
 import { ActorSystem } from '../../src/kernel/system.js';
 import { silentLogger } from '../../src/log.js';
 import { ManualClock } from '../../src/ports/clock.js';
@@ -418,6 +419,9 @@ function twoNodes(): { n1: ActorSystem; n2: ActorSystem; transport: EmbeddedTran
   return { n1, n2, transport };
 }
 
+/** Takes any body from the network as it is: these tests are about the transport, not about shapes. */
+const anyBody: RemoteSchema<never> = { parse: (body) => body as never };
+
 t.test('a remote ask works exactly like a local ask', async (t) => {
   const { n1, n2 } = twoNodes();
   let count = 0;
@@ -429,7 +433,7 @@ t.test('a remote ask works exactly like a local ask', async (t) => {
       return null;
     },
   };
-  n2.spawn('n2/echo', behavior);
+  n2.spawn('n2/echo', behavior, { remote: anyBody });
   const remote = n1.ref<{ op: string; value?: unknown }, unknown>('n2/echo');
   const local = n2.ref<{ op: string; value?: unknown }, unknown>('n2/echo');
   t.equal(remote.path, 'n2/echo');
@@ -459,7 +463,7 @@ t.test('a remote ask that times out points at its caller', async (t) => {
   // default), never how long it took. The local test above pins "not before
   // the deadline" on a manual clock.
   const { n1, n2 } = twoNodes();
-  n2.spawn('n2/silent', { receive: () => new Promise<never>(() => undefined) });
+  n2.spawn('n2/silent', { receive: () => new Promise<never>(() => undefined) }, { remote: anyBody });
   const ref = n1.ref<string, string>('n2/silent');
   const outcome = await within('the remote ask to n2/silent to time out', settled(askFromCallerXyz(ref)));
   t.equal(outcome.ok, false);
@@ -486,7 +490,7 @@ t.test("a remote ask honours the caller's timeoutMs, as a local ask does", async
       await answer.promise;
       return `slow ${message}`;
     },
-  });
+  }, { remote: anyBody });
   const callerTimeoutMs = 60_000;
   const askThenPassDefault = async (ref: { ask(message: string, options: { timeoutMs: number }): Promise<string> }, message: string) => {
     const reply = settled(ref.ask(message, { timeoutMs: callerTimeoutMs }));
@@ -524,9 +528,32 @@ t.test('asking a missing actor on a listening node gives E_UNAVAILABLE', async (
   await t.rejects(n1.ref('n2/missing').ask('hi'), { code: 'E_UNAVAILABLE', message: /no actor is running at n2\/missing/ });
 });
 
+t.test('a body from the network reaches an actor only through its remote schema', async (t) => {
+  const { n1, n2 } = twoNodes();
+  const seen: unknown[] = [];
+  const schema: RemoteSchema<{ n: number }> = {
+    parse(body) {
+      const n = (body as { n?: unknown } | null)?.n;
+      if (typeof n !== 'number') throw new ProtocolError('E_BAD_REQUEST', 'n must be a number', { field: 'n' });
+      return { n };
+    },
+  };
+  n2.spawn('n2/counted', { receive: (m: { n: number }) => (seen.push(m), m.n) }, { remote: schema });
+  n2.spawn('n2/private', { receive: (m: unknown) => void seen.push(m) });
+  const counted = n1.ref<unknown, number>('n2/counted');
+  await t.rejects(counted.ask({ n: 'x' }), { code: 'E_BAD_REQUEST', field: 'n' }, 'a body the schema refuses is answered E_BAD_REQUEST');
+  counted.tell({ n: null });
+  await t.rejects(n1.ref('n2/private').ask({}), { code: 'E_BAD_REQUEST', field: 'to', message: /n2\/private takes no messages from the network/ }, 'no schema: refused');
+  n1.ref('n2/private').tell({});
+  t.equal(await counted.ask({ n: 3, extra: 'dropped by the schema' }), 3, 'a good body still arrives, as the schema returned it');
+  t.same(seen, [{ n: 3 }], 'no refused body reached an actor');
+  t.same(await n2.ref<unknown, unknown>('n2/private').ask('local'), undefined, 'local asks are not checked');
+  t.same(seen, [{ n: 3 }, 'local']);
+});
+
 t.test('after unlisten a node no longer answers', async (t) => {
   const { n1, n2 } = twoNodes();
-  n2.spawn('n2/echo', { receive: (m: string) => m });
+  n2.spawn('n2/echo', { receive: (m: string) => m }, { remote: anyBody });
   t.equal(await n1.ref<string, string>('n2/echo').ask('a'), 'a');
   n2.unlisten();
   await t.rejects(n1.ref('n2/echo').ask('b'), { code: 'E_UNAVAILABLE' });

@@ -1,0 +1,112 @@
+// What an actor accepts from the network. Anything that can publish to the
+// node's internal actor subject can address any of its actors, so a body
+// that arrives there is checked once, where it enters (ActorSystem.deliver),
+// against the target actor's schema: one zod schema per message type the
+// actor takes from other nodes. Types that only the node itself sends (an
+// actor's own timer ticks) are named as local-only and refused; a type the
+// actor does not know is refused with the list it does know. Every refusal
+// is E_BAD_REQUEST naming the actor, the type and the offending field, and
+// the actor never sees the body. Local tells and asks are not re-checked:
+// the compiler has typed them.
+
+import type { z } from 'zod';
+import { ProtocolError } from '../../protocols/errors.js';
+
+/** Checks a body from the network; returns the message the actor may be given, or throws E_BAD_REQUEST. */
+export interface RemoteSchema<M = unknown> {
+  parse(body: unknown): M;
+}
+
+export interface MessageSchema<M> extends RemoteSchema<M> {
+  /** The actor's name in errors (`PartitionActor`). */
+  readonly actor: string;
+  /** Types accepted from the network, each with its schema. */
+  readonly remoteTypes: readonly string[];
+  /** Types refused from the network: only the node itself sends them. */
+  readonly localTypes: readonly string[];
+}
+
+/** Keys that would reach an object's prototype: refused wherever they appear in a body. */
+const PROTO_KEYS = ['__proto__', 'constructor', 'prototype'];
+
+function bad(message: string, field: string, details?: Record<string, unknown>): ProtocolError {
+  return new ProtocolError('E_BAD_REQUEST', message, details ? { field, details } : { field });
+}
+
+/** A type as it may appear in an error: bounded and quoted, whatever the sender put there. */
+function shown(value: unknown): string {
+  const text = JSON.stringify(typeof value === 'string' ? value.slice(0, 64) : value);
+  return text === undefined ? String(value) : text.slice(0, 80);
+}
+
+/** The dotted path of the first prototype key in a decoded body (bounded by the decoder's nesting limit). */
+function protoKeyIn(value: unknown, path: string): string | undefined {
+  if (value === null || typeof value !== 'object' || value instanceof Uint8Array) return undefined;
+  if (Array.isArray(value)) {
+    for (let i = 0; i < value.length; i++) {
+      const found = protoKeyIn(value[i], path ? `${path}.${i}` : String(i));
+      if (found !== undefined) return found;
+    }
+    return undefined;
+  }
+  for (const key of PROTO_KEYS) if (Object.hasOwn(value, key)) return path ? `${path}.${key}` : key;
+  for (const [key, child] of Object.entries(value)) {
+    const found = protoKeyIn(child, path ? `${path}.${key}` : key);
+    if (found !== undefined) return found;
+  }
+  return undefined;
+}
+
+/** The first zod issue as E_BAD_REQUEST naming actor, type and field. */
+function refusal(actor: string, type: string, error: z.ZodError): ProtocolError {
+  const issue = error.issues[0];
+  const where = `${actor} message ${type}`;
+  if (issue === undefined) return bad(`${where}: invalid`, 'type');
+  const path = issue.path.map(String).join('.');
+  if (issue.code === 'unrecognized_keys') {
+    const field = path ? `${path}.${issue.keys[0]}` : String(issue.keys[0]);
+    return bad(`${where}: ${path ? `${path}: ` : ''}unknown field(s): ${issue.keys.slice(0, 8).join(', ')}`, field);
+  }
+  const message = issue.code === 'invalid_type' && issue.input === undefined ? 'is required' : issue.message;
+  return bad(`${where}: ${path || 'body'}: ${message}`, path || 'type');
+}
+
+/**
+ * The remote schema of an actor whose messages are `{type, ...}`. Every type
+ * of `M` is either given a schema in `remote` or listed in `localOnly`, so a
+ * new message type cannot be added without deciding whether the network may send it.
+ */
+export function messageSchema<M extends { type: string }, L extends M['type'] = never>(
+  actor: string,
+  remote: Record<Exclude<M['type'], L>, z.ZodType>,
+  localOnly: readonly L[] = [],
+): MessageSchema<M> {
+  const schemas = new Map<string, z.ZodType>(Object.entries(remote) as [string, z.ZodType][]);
+  const remoteTypes = [...schemas.keys()];
+  const localTypes: readonly string[] = localOnly;
+  const allowed = remoteTypes.join(', ');
+  return {
+    actor,
+    remoteTypes,
+    localTypes,
+    parse(body) {
+      if (body === null || typeof body !== 'object' || Array.isArray(body) || body instanceof Uint8Array) {
+        throw bad(`${actor}: a message must be a map with a type (one of ${allowed})`, 'type', { allowed_types: remoteTypes });
+      }
+      const type: unknown = Object.hasOwn(body, 'type') ? (body as { type: unknown }).type : undefined;
+      const schema = typeof type === 'string' ? schemas.get(type) : undefined;
+      if (typeof type !== 'string' || schema === undefined) {
+        if (typeof type === 'string' && localTypes.includes(type)) {
+          throw bad(`${actor}: message type ${shown(type)} is local-only and never accepted from the network`, 'type');
+        }
+        const what = type === undefined ? 'a message needs a type' : `unknown message type ${shown(type)}`;
+        throw bad(`${actor}: ${what}; allowed types: ${allowed}`, 'type', { allowed_types: remoteTypes });
+      }
+      const hostile = protoKeyIn(body, '');
+      if (hostile !== undefined) throw bad(`${actor} message ${type}: ${hostile}: reserved key`, hostile);
+      const result = schema.safeParse(body, { reportInput: true });
+      if (!result.success) throw refusal(actor, type, result.error);
+      return result.data as M;
+    },
+  };
+}
