@@ -1,10 +1,12 @@
-// Helpers of the mirror tests: wait until the mirrors caught up, read every
-// local record, and compare the PostgreSQL mirror with them (the same ids,
-// and for each the same version, seq and content, field by field).
+// Helpers of the mirror tests: wait until the mirrors caught up or reached
+// a state, read every local record, and compare the PostgreSQL mirror with
+// them (the same ids, and for each the same version, seq and content, field
+// by field).
 
 import type pg from 'pg';
 import type { Test } from 'tap';
 import type { TestNode } from './node.js';
+import { WAIT_DEADLINE_MS, waitFor } from './wait.js';
 
 export async function mirroredRows(pool: pg.Pool, schema: string): Promise<Map<string, any>> {
   const rows = (
@@ -63,15 +65,36 @@ export async function localRecords(node: TestNode): Promise<Map<string, any>> {
 
 /**
  * Waits until the node's `backends` mirrors all run in real time with no
- * lag and no shard error; returns their statuses.
+ * lag and no shard error; returns their statuses. Past the deadline the
+ * error shows the last status seen.
  */
-export async function caughtUp(node: TestNode, backends = 1, timeoutMs = 60_000): Promise<any[]> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const reply = await node.call('admin.sync.status', {});
-    const all = reply.backends ?? [];
-    if (all.length === backends && all.every((b: any) => b.state === 'realtime' && b.shards.every((s: any) => s.lag_records === 0 && !s.error))) return all;
-    if (Date.now() > deadline) throw new Error(`sync not caught up: ${JSON.stringify(reply)}`);
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
+export async function caughtUp(node: TestNode, backends = 1, deadlineMs = WAIT_DEADLINE_MS): Promise<any[]> {
+  let last: unknown;
+  return waitFor(
+    `${backends} mirror(s) in real time with no lag and no shard error`,
+    async () => {
+      const reply = await node.call('admin.sync.status', {});
+      last = reply;
+      const all = reply.backends ?? [];
+      return all.length === backends && all.every((b: any) => b.state === 'realtime' && b.shards.every((s: any) => s.lag_records === 0 && !s.error)) && all;
+    },
+    { deadlineMs, pollMs: 50, describe: () => last },
+  );
+}
+
+/**
+ * Waits until the status of the node's mirror `backend` satisfies `seen`
+ * (described by `what`, e.g. "the PostgreSQL mirror retrying"); returns it.
+ */
+export async function mirrorReaches(node: TestNode, backend: 'postgres' | 'chroma', what: string, seen: (status: any) => boolean): Promise<any> {
+  let last: unknown;
+  return waitFor(
+    what,
+    async () => {
+      const status = (await node.call('admin.sync.status', { backend })).backends?.[0];
+      last = status;
+      return status !== undefined && seen(status) && status;
+    },
+    { pollMs: 50, describe: () => last },
+  );
 }

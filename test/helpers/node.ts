@@ -14,6 +14,8 @@ import type { Headers } from '../../src/transport/transport.js';
 import { startNode, type UsageNode } from '../../supervisors/node.js';
 
 export const NATS_URL = process.env.USAGE_TRACKER_NATS_URL ?? 'nats://127.0.0.1:4222';
+/** How long a test's request waits for its reply unless the caller says otherwise. */
+const REQUEST_TIMEOUT_MS = 10_000;
 
 let counter = 0;
 export function uniqueName(stem: string): string {
@@ -25,9 +27,9 @@ export interface TestNode {
   client: NatsTransport;
   subjects: Subjects;
   config: Config;
-  /** Sends a request to an endpoint and decodes the reply (msgpack unless json). */
+  /** Sends a request to an endpoint and decodes the reply (msgpack unless json); the request times out after `timeoutMs` (default 10 s). */
   call(endpoint: EndpointName, body: unknown, options?: { json?: boolean; headers?: Headers; timeoutMs?: number }): Promise<any>;
-  callRaw(endpoint: EndpointName, data: Uint8Array, headers?: Headers): Promise<{ body: any; headers: Headers | undefined }>;
+  callRaw(endpoint: EndpointName, data: Uint8Array, headers?: Headers, timeoutMs?: number): Promise<{ body: any; headers: Headers | undefined }>;
   stop(): Promise<void>;
 }
 
@@ -59,8 +61,8 @@ export async function startTestNode(yaml = '', env: Record<string, string> = {},
   const node = await startNode(config, { log: silentLogger });
   const client = await connectNats({ servers: NATS_URL, name: 'usage-tracker-test-client' });
   const names = subjects(prefix);
-  const callRaw = async (endpoint: EndpointName, data: Uint8Array, headers?: Headers) => {
-    const reply = await client.request(names.endpoint(endpoint), data, { timeoutMs: 10_000, ...(headers ? { headers } : {}) });
+  const callRaw = async (endpoint: EndpointName, data: Uint8Array, headers?: Headers, timeoutMs = REQUEST_TIMEOUT_MS) => {
+    const reply = await client.request(names.endpoint(endpoint), data, { timeoutMs, ...(headers ? { headers } : {}) });
     const json = reply.headers?.['Content-Type'] === 'application/json';
     return { body: decode(reply.data, json ? 'json' : 'msgpack', { payloadBytesMax: 64 << 20, nestingDepthMax: 64 }) as any, headers: reply.headers };
   };
@@ -73,7 +75,7 @@ export async function startTestNode(yaml = '', env: Record<string, string> = {},
     async call(endpoint, body, options = {}) {
       const json = options.json ?? false;
       const headers = { ...(json ? { 'Content-Type': 'application/json' } : {}), ...options.headers };
-      return (await callRaw(endpoint, encode(body, json ? 'json' : 'msgpack'), Object.keys(headers).length > 0 ? headers : undefined)).body;
+      return (await callRaw(endpoint, encode(body, json ? 'json' : 'msgpack'), Object.keys(headers).length > 0 ? headers : undefined, options.timeoutMs)).body;
     },
     async stop() {
       await node.stop();
