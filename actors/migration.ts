@@ -9,7 +9,7 @@ import { ProtocolError } from '../protocols/errors.js';
 import { later, type ActorContext, type Behavior, type Later } from '../src/kernel/actor.js';
 import type { AuditLog } from '../src/audit/audit-log.js';
 import { MIGRATIONS, type Migration } from '../src/migration/entries.js';
-import { MigrationRunner, type ShardAsk } from '../src/migration/runner.js';
+import { MigrationRunner, type ShardAsk, type StageHook } from '../src/migration/runner.js';
 import type { FileSystem } from '../src/ports/fs.js';
 
 export type MigrationMessage =
@@ -33,7 +33,12 @@ export interface MigrationOptions {
   registry?: readonly Migration[];
   /** Pause after each rewritten file (the crash test's fixture only). */
   fileDelayMs?: number;
+  /** Called and awaited as a run enters each stage: a test seam to hold a run at a stage (src/migration/runner.ts). */
+  onStage?: StageHook;
 }
+
+/** What tests may give the MigrationActor through the node's options: their registry, the fixture's pause, the stage seam. */
+export type MigrationSeams = Pick<MigrationOptions, 'registry' | 'fileDelayMs' | 'onStage'>;
 
 export function migrationBehavior(options: MigrationOptions, ctx: ActorContext): Behavior<MigrationMessage, unknown> {
   const runner = new MigrationRunner({
@@ -49,6 +54,7 @@ export function migrationBehavior(options: MigrationOptions, ctx: ActorContext):
     log: ctx.log,
     now: () => ctx.clock.now(),
     ...(options.fileDelayMs !== undefined ? { fileDelayMs: options.fileDelayMs } : {}),
+    ...(options.onStage ? { onStage: options.onStage } : {}),
   });
   return {
     receive(message): unknown | Later<unknown> {

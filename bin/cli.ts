@@ -143,7 +143,7 @@ function program(): Command {
       .argument('[backup-id]', 'the backup to restore (with --to-time: the base to replay from; default the newest completed by then)')
       .description('restore a backup, or the state at a moment, or part of either, into a new directory checked before it is put in place'),
   )
-    .requiredOption('--target <dir>', 'the new data directory (must not exist)')
+    .requiredOption('--target <dir>', 'the new data directory (must not exist; a relative path is relative to the working directory here)')
     .option('--to-time <time>', 'point in time: the state as of this moment (ISO 8601 or epoch ms), from a backup plus the archived WAL')
     .option('--user-id <id>', "partial: this user's records only")
     .option('--from <time>', 'partial: records with ts at or after this (ISO 8601 or epoch ms)')

@@ -5,7 +5,7 @@
 import { resolve } from 'node:path';
 import { backupBehavior, type BackupMessage } from '../actors/backup.js';
 import type { BackupApi, EndpointDependencies, MigrationApi } from '../actors/endpoints.js';
-import { migrationBehavior, type MigrationMessage } from '../actors/migration.js';
+import { migrationBehavior, type MigrationMessage, type MigrationSeams } from '../actors/migration.js';
 import type { PartitionMessage, PartitionReply } from '../actors/partition.js';
 import { retentionBehavior, retentionMirrors, retentionSettings, type RetentionMessage } from '../actors/retention.js';
 import type { BackupRestoreRequest, SyncBackend } from '../protocols/requests.js';
@@ -13,7 +13,6 @@ import { AuditLog } from '../src/audit/audit-log.js';
 import type { BackupKind } from '../src/backup/store.js';
 import type { Config } from '../src/config/schema.js';
 import type { ActorRef, ActorSystem } from '../src/kernel/system.js';
-import type { Migration } from '../src/migration/entries.js';
 import type { FileSystem } from '../src/ports/fs.js';
 import type { Lineage } from '../src/storage/node-meta.js';
 import type { ChildSpec } from './spec.js';
@@ -28,8 +27,8 @@ export interface MaintenanceDependencies {
   partition: (shard: number) => ActorRef<PartitionMessage, PartitionReply>;
   /** The mirrors this node syncs, for retention's deletions. */
   syncBackends: SyncBackend[];
-  /** The migration registry and the fixture-only pause per rewritten file (tests). */
-  migrations?: { registry?: readonly Migration[]; fileDelayMs?: number };
+  /** The migration registry, the fixture-only pause per rewritten file and the stage seam (tests). */
+  migrations?: MigrationSeams;
 }
 
 export interface MaintenanceWiring {
@@ -112,6 +111,7 @@ export function maintenanceWiring(config: Config, system: ActorSystem, deps: Mai
           audit: new AuditLog(deps.fs, deps.dataDir),
           ...(deps.migrations?.registry ? { registry: deps.migrations.registry } : {}),
           ...(deps.migrations?.fileDelayMs !== undefined ? { fileDelayMs: deps.migrations.fileDelayMs } : {}),
+          ...(deps.migrations?.onStage ? { onStage: deps.migrations.onStage } : {}),
         },
         ctx,
       ),

@@ -30,13 +30,13 @@ import { loadPriceTable, type PriceTable } from '../src/pricing/price-table.js';
 import { lockDataDir, type DataDirLock } from '../src/storage/data-dir-lock.js';
 import { dataDirEntries, forgetFailedStart, incarnationOf, makeDataDir, openDataDir, type Lineage, type NodeMeta } from '../src/storage/node-meta.js';
 import { AuditLog } from '../src/audit/audit-log.js';
-import type { Migration } from '../src/migration/entries.js';
 import { recoverMigration } from '../src/migration/journal.js';
 import { maintenanceWiring } from './maintenance.js';
 import { syncWiring } from './sync.js';
 import { actorChild } from './worker.js';
 import { ApiActor } from '../actors/api.js';
 import { endpointHandlers } from '../actors/endpoints.js';
+import type { MigrationSeams } from '../actors/migration.js';
 import { DEFAULT_LIMITS, type ProtocolLimits } from '../protocols/limits.js';
 import { PROTOCOL_VERSION } from '../protocols/subjects.js';
 import type { Config } from '../src/config/schema.js';
@@ -60,8 +60,12 @@ export interface NodeOptions {
   onFatal?: (error: unknown) => void;
   /** The filesystem under the data directory (tests inject faults here). */
   fs?: FileSystem;
-  /** The migration registry and the fixture-only pause per rewritten file (tests; default: this release's registry). */
-  migrations?: { registry?: readonly Migration[]; fileDelayMs?: number };
+  /**
+   * Tests only: the migration registry (default: this release's), the crash
+   * fixture's pause per rewritten file, and `onStage`, called and awaited as
+   * a migration run enters each stage so a test can hold it there.
+   */
+  migrations?: MigrationSeams;
 }
 
 export interface StatusReply {

@@ -18,6 +18,11 @@
 //
 // Actions already finished when a later one fails stay done; the reply says
 // which, and `migration rollback` undoes them.
+//
+// Test seam: `onStage(stage, progress)` is called as a run enters each stage
+// and awaited before the stage's work, so a test can hold a run at a stage
+// on a gate it opens (e.g. to see a second run refused while one rewrites).
+// It can delay a run, never change it: what it throws is logged and ignored.
 
 import { randomBytes } from 'node:crypto';
 import { statfs } from 'node:fs/promises';
@@ -56,9 +61,14 @@ export interface RunnerOptions {
   freeBytes?: (path: string) => Promise<number>;
   /** Pause after each rewritten file (the crash test's fixture only). */
   fileDelayMs?: number;
+  /** Called and awaited as a run enters each stage (tests only; see the header). */
+  onStage?: StageHook;
 }
 
 export type Stage = 'pre_validation' | 'backup' | 'rewriting' | 'post_validation' | 'committing' | 'rolling_back' | 'postgres';
+
+/** The test seam of the header: sees each stage a run enters, with a copy of its progress; may return a promise the run waits for. */
+export type StageHook = (stage: Stage, progress: Readonly<Progress>) => void | Promise<void>;
 
 export interface Progress {
   run_id: string;
@@ -168,7 +178,18 @@ export class MigrationRunner {
     });
   }
 
+  /** Enters a stage: status shows it, then the onStage seam runs and is awaited. */
+  private async enter(progress: Progress, stage: Stage): Promise<void> {
+    progress.stage = stage;
+    try {
+      await this.options.onStage?.(stage, { ...progress });
+    } catch (error) {
+      this.options.log.error({ err: error, stage }, 'migration: the onStage hook threw; ignored');
+    }
+  }
+
   private async run(progress: Progress, request: { dry_run: boolean; target?: string | undefined }): Promise<Record<string, unknown>> {
+    await this.enter(progress, 'pre_validation');
     const { direction } = progress;
     const action = `migration.${direction}`;
     const [nodeFormat, postgres] = await Promise.all([this.nodeFormat(), this.postgresFacts()]);
@@ -200,7 +221,7 @@ export class MigrationRunner {
       return { ...plan, dry_run: true, backup: 'a full backup would be taken first', done: [] };
     }
     const started = this.options.now();
-    progress.stage = 'backup';
+    await this.enter(progress, 'backup');
     let backupId: string;
     try {
       backupId = (await this.options.backup()).backup_id;
@@ -262,7 +283,7 @@ export class MigrationRunner {
   }
 
   private async runPostgres(progress: Progress, migration: SqlMigration, direction: 'apply' | 'rollback'): Promise<void> {
-    progress.stage = 'postgres';
+    await this.enter(progress, 'postgres');
     progress.shard = null;
     const target = this.options.postgres!;
     if (direction === 'rollback') return rollbackPostgres(target, this.options.connectTimeoutMs, migration);
@@ -294,7 +315,7 @@ export class MigrationRunner {
     const rewrite = async (shard: number) =>
       (await this.options.shard(shard, { type: 'migrate_storage', to, ...(this.options.fileDelayMs !== undefined ? { file_delay_ms: this.options.fileDelayMs } : {}) })) as unknown as ShardStepReport;
     try {
-      progress.stage = 'rewriting';
+      await this.enter(progress, 'rewriting');
       for (let shard = 0; shard < this.options.shards; shard++) {
         progress.shard = shard;
         const report = migration.shardStep ? await migration.shardStep(shard, rewrite) : await rewrite(shard);
@@ -304,16 +325,16 @@ export class MigrationRunner {
       }
       progress.shard = null;
       await setNodeFormat(fs, dataDir, to);
-      progress.stage = 'post_validation';
+      await this.enter(progress, 'post_validation');
       await this.postValidate(to);
     } catch (error) {
       this.options.log.error({ err: error, migration: migration.id, direction }, 'migration failed; rolling it back');
-      progress.stage = 'rolling_back';
+      await this.enter(progress, 'rolling_back');
       const rolledBack = await this.undo(journal);
       await this.audit('migration.auto_rollback', rolledBack ? 'ok' : 'failed', { run_id: progress.run_id, migration: migration.id, direction, error: (error as Error).message });
       throw new StepFailed((error as Error).message, rolledBack, { cause: error });
     }
-    progress.stage = 'committing';
+    await this.enter(progress, 'committing');
     await writeJournal(fs, dataDir, { ...journal, state: 'committed' });
     try {
       for (let shard = 0; shard < this.options.shards; shard++) await this.options.shard(shard, { type: 'migration_finish', outcome: 'commit' });

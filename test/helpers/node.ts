@@ -11,7 +11,7 @@ import type { Config } from '../../src/config/schema.js';
 import { silentLogger } from '../../src/log.js';
 import { connectNats, type NatsTransport } from '../../src/transport/nats.js';
 import type { Headers } from '../../src/transport/transport.js';
-import { startNode, type UsageNode } from '../../supervisors/node.js';
+import { startNode, type NodeOptions, type UsageNode } from '../../supervisors/node.js';
 
 export const NATS_URL = process.env.USAGE_TRACKER_NATS_URL ?? 'nats://127.0.0.1:4222';
 /** How long a test's request waits for its reply unless the caller says otherwise. */
@@ -40,6 +40,8 @@ export interface TestNodeOptions {
   nodeId?: string;
   /** Leave the data directory in place on stop. */
   keepData?: boolean;
+  /** The node's migration test seams (e.g. `onStage` to hold a run at a stage). */
+  migrations?: NodeOptions['migrations'];
 }
 
 export async function startTestNode(yaml = '', env: Record<string, string> = {}, options: TestNodeOptions = {}): Promise<TestNode> {
@@ -58,7 +60,7 @@ export async function startTestNode(yaml = '', env: Record<string, string> = {},
       ...env,
     },
   });
-  const node = await startNode(config, { log: silentLogger });
+  const node = await startNode(config, { log: silentLogger, ...(options.migrations ? { migrations: options.migrations } : {}) });
   const client = await connectNats({ servers: NATS_URL, name: 'usage-tracker-test-client' });
   const names = subjects(prefix);
   const callRaw = async (endpoint: EndpointName, data: Uint8Array, headers?: Headers, timeoutMs = REQUEST_TIMEOUT_MS) => {

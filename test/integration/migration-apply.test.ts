@@ -5,14 +5,18 @@
 // full backup first (visible in backup.list), rewrites every shard to
 // format 2 and leaves every record as it was; rollback returns to format 1,
 // records still equal; bad input gets the protocol's codes with the field;
-// a second run while one runs is E_CONFLICT; every run is in the audit log.
+// a second apply or rollback while a rollback is held (on the runner's
+// onStage seam) where it rewrites the shards is E_CONFLICT; every run is in
+// the audit log.
 
 import t from 'tap';
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startTestNode, uniqueName, type TestNode } from '../helpers/node.js';
+import type { Stage, StageHook } from '../../src/migration/runner.js';
 import { hashTree, manifests, toFormat1 } from '../helpers/format1.js';
+import { within } from '../helpers/wait.js';
 
 const DAY_MS = 86_400_000;
 const RECORDS = 600;
@@ -48,6 +52,29 @@ async function allRecords(node: TestNode): Promise<Map<string, unknown>> {
   return found;
 }
 
+/**
+ * The node's onStage seam, and a way to hold the next run of a direction at
+ * a stage: `reached` resolves when the run waits there, `open()` lets it go.
+ */
+function stageGates() {
+  let held: { direction: 'apply' | 'rollback'; stage: Stage; arrive: () => void; wait: Promise<void> } | undefined;
+  const onStage: StageHook = async (stage, progress) => {
+    if (!held || held.direction !== progress.direction || held.stage !== stage) return;
+    const { arrive, wait } = held;
+    held = undefined;
+    arrive();
+    await wait;
+  };
+  const holdNext = (direction: 'apply' | 'rollback', stage: Stage) => {
+    let arrive!: () => void;
+    let open!: () => void;
+    const reached = new Promise<void>((resolve) => (arrive = resolve));
+    held = { direction, stage, arrive, wait: new Promise<void>((resolve) => (open = resolve)) };
+    return { reached, open };
+  };
+  return { onStage, holdNext };
+}
+
 const auditLines = (dataDir: string) =>
   readdirSync(join(dataDir, 'audit')).flatMap((name) => readFileSync(join(dataDir, 'audit', name), 'utf8').split('\n').filter(Boolean).map((line) => JSON.parse(line)));
 
@@ -70,7 +97,8 @@ t.test('a format-1 directory serves, migrates to format 2 and back, records unch
   const { files } = toFormat1(dataDir);
   t.ok(files >= 8, `the format-1 directory has sealed files in several shards (${files})`);
 
-  const node = await startTestNode(yaml(backupDir), {}, ids);
+  const { onStage, holdNext } = stageGates();
+  const node = await startTestNode(yaml(backupDir), {}, { ...ids, migrations: { onStage } });
   t.teardown(() => node.stop());
   const before = await allRecords(node);
   t.equal(before.size, RECORDS, 'a format-1 directory opens and serves every record');
@@ -138,12 +166,20 @@ t.test('a format-1 directory serves, migrates to format 2 and back, records unch
   const grown = await allRecords(node);
   t.equal(grown.size, RECORDS + 60);
 
-  // A second run while one runs is E_CONFLICT; then the rollback returns to format 1.
+  // A second run while one runs is E_CONFLICT: the rollback is held on a gate
+  // where it rewrites the shards; then, the gate open, it returns to format 1.
+  const gate = holdNext('rollback', 'rewriting');
   const rollback = node.call('admin.migration.rollback', {}, { timeoutMs: 120_000 });
-  await new Promise((resolve) => setTimeout(resolve, 20));
-  const second = await node.call('admin.migration.apply', {});
-  t.equal(second.error?.code, 'E_CONFLICT', 'a concurrent run is refused');
-  const rolled = await rollback;
+  await within('the rollback to reach its rewriting stage', gate.reached);
+  const running = (await node.call('admin.migration.status', {})).running;
+  t.match(running, { direction: 'rollback', stage: 'rewriting', migration: 'storage-0002_explicit_versions' }, 'status shows the held rollback rewriting');
+  const secondApply = await node.call('admin.migration.apply', {});
+  t.equal(secondApply.error?.code, 'E_CONFLICT', 'an apply while a rollback runs is refused');
+  t.match(secondApply.error?.message, /rollback .* is running, at rewriting/, 'and says what runs and where');
+  const secondRollback = await node.call('admin.migration.rollback', {});
+  t.equal(secondRollback.error?.code, 'E_CONFLICT', 'a second rollback while one runs is refused');
+  gate.open();
+  const rolled = await within('the rollback to finish once its gate is open', rollback);
   t.equal(rolled.ok, true, JSON.stringify(rolled.error ?? ''));
   t.same(rolled.done, ['storage-0002_explicit_versions']);
   for (const manifest of manifests(dataDir)) {
