@@ -75,9 +75,12 @@ export interface StatusReply {
   /** ISO 8601 UTC with milliseconds, as every time in a reply. */
   started_at: string;
   uptime_ms: number;
-  transport: { kind: Config['transport']['kind']; nats: 'connected' | 'disconnected' | 'off'; subject_prefix: string };
+  /** `nats`: the node's link to NATS as it knows it; `off` when it serves in-process only. */
+  transport: { kind: Config['transport']['kind']; nats: 'connected' | 'reconnecting' | 'disconnected' | 'off'; subject_prefix: string };
   tree: StatusNode;
 }
+
+const natsState = { connected: 'connected', reconnecting: 'reconnecting', closed: 'disconnected' } as const;
 
 export class UsageNode {
   private stopping: Promise<void> | undefined;
@@ -111,7 +114,7 @@ export class UsageNode {
       uptime_ms: now - this.startedAt,
       transport: {
         kind: this.config.transport.kind,
-        nats: this.nats ? (this.nats.closed ? 'disconnected' : 'connected') : 'off',
+        nats: this.nats ? natsState[this.nats.link] : 'off',
         subject_prefix: this.config.transport.subject_prefix,
       },
       tree: this.root.status(),
