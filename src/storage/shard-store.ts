@@ -653,10 +653,11 @@ export class ShardStore {
     this.writer = undefined;
   }
 
+  /** Health, and the counts a serving shard knows; a corrupt one cannot know them, so it gives none rather than stale ones. */
   status(): Record<string, unknown> {
+    if (this.health.state === 'corrupt') return { health: this.health.state, reason: this.health.reason };
     return {
       health: this.health.state,
-      ...(this.health.state === 'corrupt' ? { reason: this.health.reason } : {}),
       records: this.index.size,
       sealed_rows: this.columns.rows - 1,
       unsealed: this.memtable.size,
