@@ -15,6 +15,8 @@ import { within } from '../helpers/wait.js';
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 // A deadline for one command, generous for a loaded machine: never a duration asserted.
 const WAIT_MS = 60_000;
+// Some twenty child processes, each compiling the CLI through tsx: the 120 s default does not fit a loaded machine.
+t.setTimeout(600_000);
 const PREFIX = `clitest${process.pid}`;
 const NODE_ID = `cli-${process.pid}`;
 const DATA_DIR = mkdtempSync(join(tmpdir(), 'usage-tracker-cli-'));
