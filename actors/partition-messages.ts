@@ -14,16 +14,17 @@
 // anywhere the process may write, and a path under /proc wedges the
 // filesystem call for good), a run id that is not one path segment, a run
 // `now` more than a day from this node's clock (it would expire records
-// early), a policy name or hold id given twice, and a day that is not on
-// the calendar. Every list's length is checked before its items: a huge
+// early), a policy name or hold id given twice, a day that is not on the
+// calendar, and a records cursor no page wrote. Every list's length is checked before its items: a huge
 // list is refused on its length, not item by item.
 
 import { z } from 'zod';
 import type { ProtocolError } from '../protocols/errors.js';
 import { DEFAULT_LIMITS, type ProtocolLimits } from '../protocols/limits.js';
 import { COST_SOURCES, isCleanText, recordValidator, type RecordValidator, type Validation } from '../protocols/record.js';
-import { requestSchemas } from '../protocols/requests.js';
+import { requestSchemas, type RecordsQuery } from '../protocols/requests.js';
 import { messageSchema, type MessageSchema } from '../src/kernel/message-schema.js';
+import { decodeCursor } from '../src/query/records.js';
 import { legalHoldSchema, policySchema, uniqueBy } from '../src/retention/config.js';
 import { STORAGE_FORMATS_READ } from '../src/storage/manifest.js';
 import { shardOf } from '../src/storage/node-meta.js';
@@ -95,6 +96,16 @@ function newRecordSchema(validator: RecordValidator, shard: number, shards: numb
   });
 }
 
+/** A records query's cursor must be one a page wrote (the actor would refuse it E_VALIDATION; the boundary does, E_BAD_REQUEST). */
+function cursorFromAPage(query: RecordsQuery, ctx: z.RefinementCtx): void {
+  if (query.cursor === undefined) return;
+  try {
+    decodeCursor(query.cursor);
+  } catch {
+    ctx.addIssue({ code: 'custom', path: ['cursor'], message: 'not a cursor from a previous page' });
+  }
+}
+
 const message = <T extends string, S extends z.ZodRawShape>(type: T, shape: S) => z.strictObject({ type: z.literal(type), ...shape });
 
 export interface PartitionSchemaOptions {
@@ -131,7 +142,7 @@ export function partitionMessageSchema(options: PartitionSchemaOptions): Message
       get: message('get', { id, user_id: id }),
       update: message('update', { id, user_id: id, expected_version: whole(1, Number.MAX_SAFE_INTEGER), patch: validated((input) => validator.validatePatch(input)) }),
       aggregate: message('aggregate', { query: requests.queryAggregate }),
-      records: message('records', { query: requests.queryRecords }),
+      records: message('records', { query: requests.queryRecords.superRefine(cursorFromAPage) }),
       changes: message('changes', { from_seq: seq, limit: whole(1, 100_000) }),
       digest: message('digest', {}),
       snapshot: message('snapshot', {}),

@@ -187,5 +187,6 @@ t.test('PartitionActor: values of the right type that would still hurt the shard
   for (const day of ['2024-02-30', '2024-13-01', '2023-02-29', '0000-00-00']) {
     t.match(refusal(partition, { type: 'bucket_records', day, buckets: [1] }), { code: 'E_BAD_REQUEST', field: 'day', message: /day on the calendar/ }, `${day} is not on the calendar`);
   }
+  t.match(refusal(partition, { type: 'records', query: { limit: 10, cursor: 'bm90IGEgY3Vyc29y' } }), { code: 'E_BAD_REQUEST', field: 'query.cursor', message: /not a cursor from a previous page/ });
   t.throws(() => partitionMessageSchema({ shard: 4, shards: 4, ...DIRS }), RangeError, 'a schema guards a shard that exists');
 });
