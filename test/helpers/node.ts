@@ -9,6 +9,7 @@ import { subjects, type EndpointName, type Subjects } from '../../protocols/subj
 import { loadConfig } from '../../src/config/load.js';
 import type { Config } from '../../src/config/schema.js';
 import { silentLogger } from '../../src/log.js';
+import type { Clock } from '../../src/ports/clock.js';
 import { connectNats, type NatsTransport } from '../../src/transport/nats.js';
 import type { Headers } from '../../src/transport/transport.js';
 import { startNode, type UsageNode } from '../../supervisors/node.js';
@@ -38,6 +39,8 @@ export interface TestNodeOptions {
   nodeId?: string;
   /** Leave the data directory in place on stop. */
   keepData?: boolean;
+  /** The node's clock (default: the system's). */
+  clock?: Clock;
 }
 
 export async function startTestNode(yaml = '', env: Record<string, string> = {}, options: TestNodeOptions = {}): Promise<TestNode> {
@@ -56,7 +59,7 @@ export async function startTestNode(yaml = '', env: Record<string, string> = {},
       ...env,
     },
   });
-  const node = await startNode(config, { log: silentLogger });
+  const node = await startNode(config, { log: silentLogger, ...(options.clock ? { clock: options.clock } : {}) });
   const client = await connectNats({ servers: NATS_URL, name: 'usage-tracker-test-client' });
   const names = subjects(prefix);
   const callRaw = async (endpoint: EndpointName, data: Uint8Array, headers?: Headers) => {
