@@ -240,7 +240,7 @@ export async function startNode(config: Config, options: NodeOptions = {}): Prom
   let nextIngest = 0;
   const ingest = (body: unknown) =>
     ingestRefs[nextIngest++ % ingestRefs.length]!.ask({ body }, { timeoutMs: config.limits.ask_timeout_ms * 2, caller: 'ApiActor (ingest)' });
-  const sync = syncWiring(config, system, partition);
+  const sync = syncWiring(config, system, partition, { fs, dataDir });
   const chroma = config.backends.chroma;
   const storage = new StorageApi({ shards: shardCount, partition, askTimeoutMs: config.limits.ask_timeout_ms, queryTimeoutMs: config.limits.query_timeout_ms });
   const maintenance = maintenanceWiring(config, system, { fs, dataDir, incarnation: identity.incarnation, lineage: identity.lineage, partition, syncBackends: sync.api.configured(), ...(options.migrations ? { migrations: options.migrations } : {}) });
