@@ -9,9 +9,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import t from 'tap';
+import { WAIT_DEADLINE_MS } from '../helpers/wait.js';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
-const WAIT_MS = 15_000;
 const PREFIX = `clitest${process.pid}`;
 const NODE_ID = `cli-${process.pid}`;
 const DATA_DIR = mkdtempSync(join(tmpdir(), 'usage-tracker-cli-'));
@@ -39,15 +39,15 @@ interface Finished {
   stderr: string;
 }
 
-/** Collects a child's output until it exits; kills it and rejects after WAIT_MS. */
+/** Collects a child's output until it exits; kills it and rejects after WAIT_DEADLINE_MS. */
 function finished(child: ChildProcess, output = { stdout: '', stderr: '' }): Promise<Finished> {
   child.stdout?.setEncoding('utf8').on('data', (chunk: string) => (output.stdout += chunk));
   child.stderr?.setEncoding('utf8').on('data', (chunk: string) => (output.stderr += chunk));
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => {
       child.kill('SIGKILL');
-      reject(new Error(`the CLI did not exit within ${WAIT_MS} ms; stderr so far: ${output.stderr}`));
-    }, WAIT_MS);
+      reject(new Error(`the CLI did not exit within ${WAIT_DEADLINE_MS} ms; stderr so far: ${output.stderr}`));
+    }, WAIT_DEADLINE_MS);
     child.on('error', (error) => {
       clearTimeout(timer);
       reject(error);
@@ -83,7 +83,7 @@ async function startNode(t: { teardown(fn: () => unknown): void }, env: NodeJS.P
     }
   });
   await new Promise<void>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`the node did not say 'running' within ${WAIT_MS} ms; stderr: ${output.stderr}`)), WAIT_MS);
+    const timer = setTimeout(() => reject(new Error(`the node did not say 'running' within ${WAIT_DEADLINE_MS} ms; stderr: ${output.stderr}`)), WAIT_DEADLINE_MS);
     const check = () => {
       if (/ running \(/.test(output.stderr)) {
         clearTimeout(timer);
