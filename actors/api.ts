@@ -8,8 +8,10 @@
 import { Svcm, type Service } from '@nats-io/services';
 import { ENDPOINTS, type EndpointName, type Subjects } from '../protocols/subjects.js';
 import type { Logger } from '../src/log.js';
+import { ServiceErrorCounter } from '../src/transport/service-errors.js';
 import { toMsgHdrs, type NatsTransport } from '../src/transport/nats.js';
 import type { Transport, TransportMessage, TransportSubscription } from '../src/transport/transport.js';
+import type { ProtocolError } from '../protocols/errors.js';
 import type { Gateway } from './gateway.js';
 
 export const SERVICE_NAME = 'usage-tracker';
@@ -32,7 +34,7 @@ const serviceEndpointName = (name: EndpointName, perNode: boolean) => `${perNode
 
 export class ApiActor {
   private readonly subscriptions: TransportSubscription[] = [];
-  private readonly inFlight = new Set<Promise<void>>();
+  private readonly inFlight = new Set<Promise<unknown>>();
   private service: Service | undefined;
   private stopped = false;
 
@@ -41,7 +43,7 @@ export class ApiActor {
   async start(): Promise<void> {
     const { subjects, nodeId, queueGroup, embedded } = this.options;
     for (const name of endpointNames) {
-      const handler = (msg: TransportMessage) => this.track(name, msg);
+      const handler = async (msg: TransportMessage) => { await this.track(name, msg); };
       this.subscriptions.push(embedded.subscribe(subjects.endpoint(name), handler, { queue: queueGroup }));
       this.subscriptions.push(embedded.subscribe(subjects.nodeEndpoint(nodeId, name), handler));
     }
@@ -61,9 +63,11 @@ export class ApiActor {
       queue: queueGroup,
       metadata: { node_id: nodeId, protocol: '1', subject_prefix: subjects.prefix },
     });
+    const errors = new ServiceErrorCounter(this.service, this.options.log);
     for (const name of endpointNames) {
       for (const perNode of [false, true]) {
-        this.service.addEndpoint(serviceEndpointName(name, perNode), {
+        const endpointName = serviceEndpointName(name, perNode);
+        this.service.addEndpoint(endpointName, {
           subject: perNode ? subjects.nodeEndpoint(nodeId, name) : subjects.endpoint(name),
           metadata: { endpoint: name, scope: perNode ? 'node' : 'cluster' },
           handler: (error, msg) => {
@@ -77,14 +81,14 @@ export class ApiActor {
               headers: msg.headers ? Object.fromEntries([...msg.headers].map(([key, values]) => [key, values[0] ?? ''])) : undefined,
               canRespond: Boolean(msg.reply),
               respond: (data, headers) => msg.respond(data, headers ? { headers: toMsgHdrs(headers) } : undefined),
-            });
+            }).then((failure) => failure && errors.count(endpointName, failure));
           },
         });
       }
     }
   }
 
-  private track(name: EndpointName, msg: TransportMessage): Promise<void> {
+  private track(name: EndpointName, msg: TransportMessage): Promise<ProtocolError | undefined> {
     const handled = this.options.gateway.handle(name, msg).finally(() => this.inFlight.delete(handled));
     this.inFlight.add(handled);
     return handled;

@@ -43,11 +43,12 @@ export class Gateway {
     private readonly log: Logger,
   ) {}
 
-  /** Answers one request; never throws. */
-  async handle(endpoint: EndpointName, msg: TransportMessage): Promise<void> {
+  /** Answers one request; never throws. Resolves to the error it answered, if it answered one. */
+  async handle(endpoint: EndpointName, msg: TransportMessage): Promise<ProtocolError | undefined> {
     this.stats.requests++;
     const encoding = encodingOf(headerValue(msg.headers, CONTENT_TYPE_HEADER));
     let reply: object;
+    let failure: ProtocolError | undefined;
     try {
       const version = headerValue(msg.headers, PROTOCOL_HEADER);
       if (version !== undefined && version.trim() !== String(PROTOCOL_VERSION)) {
@@ -56,23 +57,30 @@ export class Gateway {
       const body = decode(msg.data, encoding, this.limits);
       reply = await this.handlers[endpoint](body);
     } catch (thrown) {
-      const error = toProtocolError(thrown);
-      if (error.code === 'E_INTERNAL') this.log.error({ err: thrown, endpoint }, 'request failed');
-      this.stats.errors[error.code] = (this.stats.errors[error.code] ?? 0) + 1;
-      reply = errorReply(error);
+      failure = toProtocolError(thrown);
+      if (failure.code === 'E_INTERNAL') this.log.error({ err: thrown, endpoint }, 'request failed');
+      reply = errorReply(failure);
     }
-    if (!msg.canRespond) return;
-    msg.respond(this.encodeReply(reply, encoding, endpoint), replyHeaders[encoding]);
+    if (msg.canRespond) {
+      const encoded = this.encodeReply(reply, encoding, endpoint);
+      failure = encoded.failure ?? failure;
+      msg.respond(encoded.bytes, replyHeaders[encoding]);
+    }
+    if (failure) this.stats.errors[failure.code] = (this.stats.errors[failure.code] ?? 0) + 1;
+    return failure;
   }
 
-  private encodeReply(reply: object, encoding: Encoding, endpoint: EndpointName): Uint8Array {
+  /** The reply's bytes; an error in place of a reply too large or impossible to encode, and that error. */
+  private encodeReply(reply: object, encoding: Encoding, endpoint: EndpointName): { bytes: Uint8Array; failure?: ProtocolError } {
     try {
       const bytes = encode(reply, encoding);
-      if (bytes.byteLength <= this.limits.payloadBytesMax) return bytes;
-      return encode(errorReply(new ProtocolError('E_TOO_LARGE', `the reply would be ${bytes.byteLength} bytes; the limit is ${this.limits.payloadBytesMax}: ask for less (a smaller limit or a narrower filter)`)), encoding);
+      if (bytes.byteLength <= this.limits.payloadBytesMax) return { bytes };
+      const failure = new ProtocolError('E_TOO_LARGE', `the reply would be ${bytes.byteLength} bytes; the limit is ${this.limits.payloadBytesMax}: ask for less (a smaller limit or a narrower filter)`);
+      return { bytes: encode(errorReply(failure), encoding), failure };
     } catch (error) {
       this.log.error({ err: error, endpoint }, 'reply could not be encoded');
-      return encode(errorReply(new ProtocolError('E_INTERNAL', 'internal error')), encoding);
+      const failure = new ProtocolError('E_INTERNAL', 'internal error');
+      return { bytes: encode(errorReply(failure), encoding), failure };
     }
   }
 }

@@ -217,6 +217,8 @@ export async function partitionBehavior(options: PartitionOptions, ctx: ActorCon
         case 'migrate_storage': {
           // In the mailbox: nothing else touches the shard while its files are rewritten. The shard reopens on the new manifest.
           if (store.health.state !== 'serving') throw new ProtocolError('E_UNAVAILABLE', `shard ${options.shard} refuses to serve: ${store.health.reason}`);
+          // One rewrite per migration: a second, before the first commits or rolls back, would find its undo and crash the shard.
+          if (migrationHold) throw new ProtocolError('E_CONFLICT', `shard ${options.shard}: a migration holds the shard until it commits or rolls back`);
           migrationHold = true;
           const { report } = await rewriteShard({
             fs: options.fs,

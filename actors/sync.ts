@@ -13,12 +13,20 @@
 //
 // The work runs as one loop owned by the actor; its mailbox answers
 // `status` and `resync` meanwhile.
+//
+// Lag: `lag_seconds` of a shard is now minus the write time (`updated_at`,
+// which is `ingested_at` for a first version) of the oldest change the
+// backend does not have yet, read from the shard itself (the change feed
+// after the checkpoint), so it holds across restarts. Before the backend
+// answers, the checkpoint is the last one this node saw it take, kept in
+// a local copy (src/sync/checkpoint-copy.ts).
 
 import { ProtocolError } from '../protocols/errors.js';
 import type { StoredRecord } from '../protocols/record.js';
 import { later, type ActorContext, type Behavior, type Later } from '../src/kernel/actor.js';
 import type { ActorRef } from '../src/kernel/system.js';
 import type { ConflictStrategy, Source } from '../src/sync/conflicts.js';
+import type { CheckpointCopy } from '../src/sync/checkpoint-copy.js';
 import { compareDigests, ShardDigest } from '../src/sync/merkle.js';
 import { canResolveConflicts, isVerifiable, type SyncSink, type VerifiableSink } from '../src/sync/sink.js';
 import { ConflictResolver } from './sync-conflicts.js';
@@ -35,6 +43,9 @@ export type SyncMessage =
 
 /** How often rows written outside usage-tracker are looked for. */
 const CONFLICT_SWEEP_MS = 1000;
+
+/** Least time between two writes of the local checkpoint copy. */
+const CHECKPOINT_COPY_MS = 1000;
 
 /** How long one shard's comparison may take (it reads the whole shard on both sides). */
 const VERIFY_SHARD_TIMEOUT_MS = 10 * 60_000;
@@ -64,13 +75,15 @@ export interface SyncOptions {
   conflicts?: { strategy: ConflictStrategy; priority: readonly Source[] };
   /** Jitter source in [0, 1); a port so tests can fix it. */
   random?: () => number;
+  /** Where the checkpoints are kept locally, for status while the backend cannot be asked. */
+  checkpointCopy?: CheckpointCopy;
 }
 
 interface ShardProgress {
   checkpoint: number;
   head: number;
-  /** Epoch ms since which the oldest unapplied change has waited, while behind. */
-  pendingSince: number | undefined;
+  /** Write time (epoch ms) of the oldest change the backend does not have, while behind; undefined when unknown or caught up. */
+  oldestWriteMs: number | undefined;
   error: string | undefined;
 }
 
@@ -92,14 +105,19 @@ export class SyncLoop {
   /** Retention's deletions, applied by the loop between two batches (never under a batch read before them). */
   private removals: { run: (sink: SyncSink) => Promise<void>; done: (error?: unknown) => void }[] = [];
   private running: Promise<void> | undefined;
+  /** Resolves once the local checkpoint copy is read: status waits for it, so it never shows checkpoints of 0 it does not mean. */
+  private copyLoaded: Promise<void> = Promise.resolve();
   readonly resolver: ConflictResolver | undefined;
   private lastSweepMs = -Infinity;
+  /** The checkpoints moved since the local copy was last written. */
+  private copyDirty = false;
+  private lastCopyMs = -Infinity;
 
   constructor(
     private readonly options: SyncOptions,
     private readonly ctx: ActorContext,
   ) {
-    this.progress = Array.from({ length: options.shards }, () => ({ checkpoint: 0, head: 0, pendingSince: undefined, error: undefined }));
+    this.progress = Array.from({ length: options.shards }, () => ({ checkpoint: 0, head: 0, oldestWriteMs: undefined, error: undefined }));
     const sink = options.sink;
     if (options.conflicts && canResolveConflicts(sink)) {
       this.resolver = new ConflictResolver(sink, { ...options.conflicts, partition: options.partition, shards: options.shards, askTimeoutMs: options.askTimeoutMs, log: ctx.log });
@@ -121,6 +139,7 @@ export class SyncLoop {
   }
 
   start(): void {
+    this.copyLoaded = this.loadCopy();
     this.running = this.run();
   }
 
@@ -130,6 +149,7 @@ export class SyncLoop {
     await this.running;
     for (const resync of this.resyncs.splice(0)) resync.done(new ProtocolError('E_UNAVAILABLE', 'sync stopped before the resync ran'));
     for (const removal of this.removals.splice(0)) removal.done(new ProtocolError('E_UNAVAILABLE', 'sync stopped before the deletion ran'));
+    await this.saveCopy(true);
     await this.options.sink.close();
     this.state = 'stopped';
   }
@@ -248,22 +268,35 @@ export class SyncLoop {
     }
   }
 
-  /** Status with each shard's head read now, so the lag counts changes the loop has not polled yet. */
+  /** Status with each shard's head and oldest unapplied change read now, so the lag counts what the loop has not polled yet. */
   async freshStatus(): Promise<Record<string, unknown>> {
-    await Promise.all(
-      this.progress.map(async (progress, shard) => {
-        try {
-          const status = (await this.options.partition(shard).ask({ type: 'status' }, { timeoutMs: this.options.askTimeoutMs, caller: 'SyncActor (status)' })) as { durable_seq?: number };
-          if (typeof status.durable_seq === 'number' && status.durable_seq > progress.head) {
-            progress.head = status.durable_seq;
-            progress.pendingSince ??= this.ctx.clock.now();
-          }
-        } catch (error) {
-          progress.error = (error as Error).message;
-        }
-      }),
-    );
+    await this.copyLoaded;
+    await Promise.all(this.progress.map((_, shard) => this.refreshShard(shard)));
     return this.status();
+  }
+
+  /**
+   * Reads a shard's head and, while the backend lacks changes, the write
+   * time of the oldest of them: the first record of the change feed after
+   * the checkpoint (the feed is in seq order, so in write order).
+   */
+  private async refreshShard(shard: number): Promise<void> {
+    const progress = this.progress[shard]!;
+    const ask = { timeoutMs: this.options.askTimeoutMs, caller: 'SyncActor (status)' };
+    try {
+      const status = (await this.options.partition(shard).ask({ type: 'status' }, ask)) as { durable_seq?: number };
+      if (typeof status.durable_seq === 'number' && status.durable_seq > progress.head) progress.head = status.durable_seq;
+      const checkpoint = progress.checkpoint;
+      if (checkpoint >= progress.head) {
+        progress.oldestWriteMs = undefined;
+        return;
+      }
+      const page = (await this.options.partition(shard).ask({ type: 'changes', from_seq: checkpoint, limit: 1 }, ask)) as ChangesReply;
+      // The loop may have applied a page meanwhile: then what was read is no longer the oldest.
+      if (progress.checkpoint === checkpoint) progress.oldestWriteMs = oldestWrite(page.records);
+    } catch (error) {
+      progress.error = (error as Error).message;
+    }
   }
 
   status(): Record<string, unknown> {
@@ -279,19 +312,23 @@ export class SyncLoop {
         checkpoint: shard.checkpoint,
         head: shard.head,
         lag_records: Math.max(0, shard.head - shard.checkpoint),
-        lag_seconds: shard.pendingSince === undefined ? 0 : Math.max(0, (now - shard.pendingSince) / 1000),
+        lag_seconds: shard.oldestWriteMs === undefined || shard.checkpoint >= shard.head ? 0 : Math.max(0, (now - shard.oldestWriteMs) / 1000),
         ...(shard.error ? { error: shard.error } : {}),
       })),
     };
   }
 
   private async run(): Promise<void> {
+    await this.copyLoaded;
+    // Before the backend answers (it may be down for long), status knows the lag from the copy and the shards.
+    await Promise.all(this.progress.map((_, shard) => this.refreshShard(shard)));
     while (!this.stopping) {
       try {
         if (this.state === 'connecting' || this.state === 'retrying') await this.connect();
         await this.applyResyncs();
         await this.applyRemovals();
         const behind = await this.cycle();
+        await this.saveCopy(false);
         await this.sweepConflicts();
         this.attempt = 0;
         this.state = behind ? 'catching_up' : 'realtime';
@@ -300,6 +337,32 @@ export class SyncLoop {
         this.fail(error);
         await this.pause(this.backoffMs());
       }
+    }
+  }
+
+  /** The checkpoints of the local copy, until the backend gives its own; a copy that cannot be read is ignored. */
+  private async loadCopy(): Promise<void> {
+    const copy = this.options.checkpointCopy;
+    if (!copy) return;
+    try {
+      const checkpoints = await copy.read(this.options.shards);
+      checkpoints?.forEach((seq, shard) => (this.progress[shard]!.checkpoint = seq));
+    } catch (error) {
+      this.ctx.log.warn({ backend: this.options.sink.backend, err: error }, 'the local checkpoint copy cannot be read; status counts the lag from seq 0 until the backend answers');
+    }
+  }
+
+  /** Writes the local copy when the checkpoints moved, at most every CHECKPOINT_COPY_MS unless `now`. It only serves status: a failure is logged. */
+  private async saveCopy(now: boolean): Promise<void> {
+    const copy = this.options.checkpointCopy;
+    if (!copy || !this.copyDirty || (!now && this.ctx.clock.monotonicMs() - this.lastCopyMs < CHECKPOINT_COPY_MS)) return;
+    this.copyDirty = false;
+    this.lastCopyMs = this.ctx.clock.monotonicMs();
+    try {
+      await copy.write(this.progress.map((shard) => shard.checkpoint));
+    } catch (error) {
+      this.copyDirty = true;
+      this.ctx.log.warn({ backend: this.options.sink.backend, err: error, path: copy.path }, 'the local checkpoint copy could not be written; sync goes on');
     }
   }
 
@@ -316,6 +379,7 @@ export class SyncLoop {
         for (const shard of resync.shards) {
           await this.options.sink.setCheckpoint(shard, resync.fromSeq);
           this.progress[shard]!.checkpoint = resync.fromSeq;
+          this.copyDirty = true;
         }
         this.ctx.log.info({ backend: this.options.sink.backend, from_seq: resync.fromSeq, shards: resync.shards.length }, 'resync');
         resync.done();
@@ -366,13 +430,17 @@ export class SyncLoop {
     }
     progress.head = Math.max(progress.head, page.head_seq);
     if (page.next_seq > progress.checkpoint) {
-      progress.pendingSince ??= oldestWait(page.records, this.ctx.clock.now());
+      progress.oldestWriteMs ??= oldestWrite(page.records);
       await this.options.sink.apply(shard, page.records, page.next_seq);
       progress.checkpoint = page.next_seq;
+      this.copyDirty = true;
       this.applied += page.records.length;
+      // What is left comes after this page in seq order, so it was written no earlier than the page's last record:
+      // counting from that one may overstate the lag a little until the next status reads the feed, never understate it.
+      if (progress.checkpoint < progress.head) progress.oldestWriteMs = oldestWrite(page.records.slice(-1)) ?? progress.oldestWriteMs;
     }
     if (progress.checkpoint < progress.head) return true;
-    progress.pendingSince = undefined;
+    progress.oldestWriteMs = undefined;
     return false;
   }
 
@@ -410,10 +478,13 @@ export class SyncLoop {
   }
 }
 
-/** When the oldest change in a page was made: new records by their ingest time; updates count from now. */
-function oldestWait(records: readonly StoredRecord[], now: number): number {
-  let oldest = now;
-  for (const record of records) if (record.version === 1 && record.ingested_at < oldest) oldest = record.ingested_at;
+/** The earliest write time among records: `updated_at` (a first version's is its `ingested_at`); undefined for none. */
+function oldestWrite(records: readonly StoredRecord[]): number | undefined {
+  let oldest: number | undefined;
+  for (const record of records) {
+    const written = record.updated_at ?? record.ingested_at;
+    if (oldest === undefined || written < oldest) oldest = written;
+  }
   return oldest;
 }
 

@@ -14,6 +14,7 @@ import { runQuery } from './commands/query.js';
 import { backupCreate, backupList, backupRestore, backupVerify } from './commands/backup.js';
 import { conflicts, resolveConflict, resync, syncStatus, verify } from './commands/sync.js';
 import { migrationApply, migrationPlan, migrationRollback, migrationStatus } from './commands/migration.js';
+import { needs } from './option-rules.js';
 import { retentionRun, retentionStatus } from './commands/retention.js';
 
 function connectionOptions(command: Command, what: string): Command {
@@ -51,16 +52,16 @@ function program(): Command {
       if (stopped !== undefined) throw new CliError(stopped);
       if (summary.rejected > 0) process.exitCode = 1;
     });
-  connectionOptions(cli.command('query').description('usage and cost: an aggregate table by default, records with --records'), 'ask')
+  const query = connectionOptions(cli.command('query').description('usage and cost: an aggregate table by default, records with --records'), 'ask')
     .option('--user <id>', 'only this user')
     .option('--provider <name>', 'only this provider')
     .option('--model <name>', 'only this model')
     .option('--status <status>', 'only success, error, timeout or cancelled')
     .option('--from <time>', 'from this time, inclusive (epoch ms or ISO 8601)')
     .option('--to <time>', 'up to this time, exclusive (epoch ms or ISO 8601)')
-    .option('--days <n>', 'the last n days (sets --from)')
-    .option('--group-by <keys>', 'comma-separated: user_id, provider, model, day, hour')
-    .option('--metrics <names>', 'comma-separated: count, input_tokens, output_tokens, tokens, cost, latency_p50, latency_p95')
+    .addOption(new Option('--days <n>', 'the last n days (sets --from)').conflicts('from'))
+    .addOption(new Option('--group-by <keys>', 'comma-separated: user_id, provider, model, day, hour (not with --records)').conflicts('records'))
+    .addOption(new Option('--metrics <names>', 'comma-separated: count, input_tokens, output_tokens, tokens, cost, latency_p50, latency_p95 (not with --records)').conflicts('records'))
     .option('--records', 'list records instead of aggregating')
     .option('--limit <n>', 'records per page (with --records, 1-1000)')
     .option('--cursor <cursor>', 'the next page (with --records)')
@@ -69,6 +70,7 @@ function program(): Command {
     .action(async (options) => {
       process.stdout.write(await runQuery(options));
     });
+  needs(needs(query, 'limit', 'records'), 'cursor', 'records');
   connectionOptions(cli.command('demo').description('send realistic traffic to a running node, then show what it stored'), 'send to')
     .addOption(new Option('--records <n>', 'how many records').default('20000'))
     .addOption(new Option('--users <n>', 'how many users').default('200'))
@@ -91,7 +93,7 @@ function program(): Command {
     .addOption(new Option('--from-seq <n>', 'replay every change after this seq').default('0'))
     .option('--shards <list>', 'only these shards, comma-separated (default: all)')
     .option('--no-wait', 'return once the replay is scheduled')
-    .option('--quiet', 'no progress bar')
+    .addOption(new Option('--quiet', 'no progress bar (there is none with --no-wait)').conflicts('wait'))
     .addOption(new Option('--timeout <ms>', 'how long to wait for each answer').default('10000'))
     .action(async (backend: string, options) => {
       process.stdout.write(await resync(backend, options));
@@ -99,7 +101,7 @@ function program(): Command {
   connectionOptions(sync.command('verify').argument('<backend>', 'postgres').description('compare a mirror with local data (Merkle trees per shard and day) and repair what differs'), 'ask')
     .option('--no-repair', 'only report the differences')
     .option('--shards <list>', 'only these shards, comma-separated (default: all)')
-    .option('--quiet', 'no progress bar')
+    .addOption(new Option('--quiet', 'no progress bar (there is none with --json)').conflicts('json'))
     .option('--json', 'print the per-shard report as JSON')
     .addOption(new Option('--timeout <ms>', 'how long to wait for each shard').default('600000'))
     .action(async (backend: string, options) => {
@@ -141,7 +143,7 @@ function program(): Command {
       .argument('[backup-id]', 'the backup to restore (with --to-time: the base to replay from; default the newest completed by then)')
       .description('restore a backup, or the state at a moment, or part of either, into a new directory checked before it is put in place'),
   )
-    .requiredOption('--target <dir>', 'the new data directory (must not exist)')
+    .requiredOption('--target <dir>', 'the new data directory (must not exist; a relative path is relative to the working directory here)')
     .option('--to-time <time>', 'point in time: the state as of this moment (ISO 8601 or epoch ms), from a backup plus the archived WAL')
     .option('--user-id <id>', "partial: this user's records only")
     .option('--from <time>', 'partial: records with ts at or after this (ISO 8601 or epoch ms)')
@@ -157,7 +159,7 @@ function program(): Command {
       .option('--json', 'print the raw reply as JSON');
   retentionOptions(retention.command('run').description('apply the policies now: per shard and policy, exact files and record counts'))
     .option('--dry-run', 'only plan: show exactly what a run would do, change nothing')
-    .option('--quiet', 'no progress bar')
+    .addOption(new Option('--quiet', 'no progress bar (there is none with --json)').conflicts('json'))
     .action(async (options) => {
       process.stdout.write(await retentionRun(options));
     });
@@ -178,14 +180,14 @@ function program(): Command {
   migrationOptions(migration.command('apply').description('apply pending migrations: a full backup first, then each step; rolled back automatically on failure'))
     .option('--dry-run', 'print the exact plan (steps, files, bytes) and change nothing')
     .option('--to <id>', 'only this migration and what it depends on')
-    .option('--quiet', 'no progress bar')
+    .addOption(new Option('--quiet', 'no progress bar (there is none with --dry-run or --json)').conflicts(['dryRun', 'json']))
     .action(async (options) => {
       process.stdout.write(await migrationApply(options));
     });
   migrationOptions(migration.command('rollback').description('roll back the newest applied migration (a full backup first)'))
     .option('--dry-run', 'print the exact plan and change nothing')
     .option('--to <id>', 'roll back this migration and every applied one that depends on it')
-    .option('--quiet', 'no progress bar')
+    .addOption(new Option('--quiet', 'no progress bar (there is none with --dry-run or --json)').conflicts(['dryRun', 'json']))
     .action(async (options) => {
       process.stdout.write(await migrationRollback(options));
     });

@@ -23,10 +23,12 @@ export function actorEnvelope(to: string, kind: ActorEnvelope['kind'], body: unk
 }
 
 export function checkActorEnvelope(value: unknown): ActorEnvelope {
-  if (value === null || typeof value !== 'object') throw new ProtocolError('E_BAD_REQUEST', 'actor envelope must be a map');
+  if (value === null || typeof value !== 'object' || Array.isArray(value) || value instanceof Uint8Array) throw new ProtocolError('E_BAD_REQUEST', 'actor envelope must be a map');
   const envelope = value as Partial<ActorEnvelope>;
   if (envelope.v !== PROTOCOL_VERSION) {
-    throw new ProtocolError('E_BAD_REQUEST', `unsupported protocol version ${String(envelope.v)}; this node speaks ${PROTOCOL_VERSION}`);
+    const v = envelope.v as unknown;
+    const given = v === undefined ? 'no protocol version v' : typeof v === 'number' ? `unsupported protocol version ${v}` : `a protocol version v of type ${v === null ? 'null' : typeof v}`;
+    throw new ProtocolError('E_BAD_REQUEST', `actor envelope has ${given}; this node speaks ${PROTOCOL_VERSION}`, { field: 'v' });
   }
   if (typeof envelope.to !== 'string' || envelope.to.length === 0 || envelope.to.length > 512) {
     throw new ProtocolError('E_BAD_REQUEST', 'actor envelope needs a target path `to`', { field: 'to' });

@@ -23,6 +23,7 @@ import { ingestBehavior, type IngestMessage } from '../actors/ingest.js';
 import { partitionBehavior, type PartitionMessage, type PartitionReply } from '../actors/partition.js';
 import { partitionMessageSchema } from '../actors/partition-messages.js';
 import { PatternApi } from '../actors/pattern-api.js';
+import { retentionSettings } from '../actors/retention.js';
 import { StorageApi } from '../actors/storage-api.js';
 import { ChromaSearch } from '../src/sync/chroma-search.js';
 import { nodeFileSystem, type FileSystem } from '../src/ports/fs.js';
@@ -79,9 +80,12 @@ export interface StatusReply {
   /** ISO 8601 UTC with milliseconds, as every time in a reply. */
   started_at: string;
   uptime_ms: number;
-  transport: { kind: Config['transport']['kind']; nats: 'connected' | 'disconnected' | 'off'; subject_prefix: string };
+  /** `nats`: the node's link to NATS as it knows it; `off` when it serves in-process only. */
+  transport: { kind: Config['transport']['kind']; nats: 'connected' | 'reconnecting' | 'disconnected' | 'off'; subject_prefix: string };
   tree: StatusNode;
 }
+
+const natsState = { connected: 'connected', reconnecting: 'reconnecting', closed: 'disconnected' } as const;
 
 export class UsageNode {
   private stopping: Promise<void> | undefined;
@@ -115,7 +119,7 @@ export class UsageNode {
       uptime_ms: now - this.startedAt,
       transport: {
         kind: this.config.transport.kind,
-        nats: this.nats ? (this.nats.closed ? 'disconnected' : 'connected') : 'off',
+        nats: this.nats ? natsState[this.nats.link] : 'off',
         subject_prefix: this.config.transport.subject_prefix,
       },
       tree: this.root.status(),
@@ -192,13 +196,15 @@ export async function startNode(config: Config, options: NodeOptions = {}): Prom
   const partition = (shard: number) => system.ref<PartitionMessage, PartitionReply>(partitionPath(shard));
   const shardStatus = new Map<number, () => Record<string, unknown>>();
   /** What a shard accepts over the internal actor subject: checked once, where a body enters. */
-  const partitionRemote = partitionMessageSchema(limitsOf(config), () => clock.now());
+  const retentionDirs = retentionSettings(config);
+  const partitionRemote = (shard: number) =>
+    partitionMessageSchema({ shard, shards: shardCount, archiveDir: retentionDirs.archiveDir, exportDir: retentionDirs.exportDir, limits: limitsOf(config), now: () => clock.now() });
   const partitions: ChildSpec[] = Array.from({ length: shardCount }, (_, shard) =>
     actorChild({
       id: `partition-${shard}`,
       mailboxCapacity: config.limits.mailbox_capacity,
       shutdownMs: config.supervision.shutdown_ms,
-      remote: partitionRemote,
+      remote: partitionRemote(shard),
       detail: () => shardStatus.get(shard)?.() ?? {},
       behavior: (ctx) =>
         partitionBehavior(
@@ -234,7 +240,7 @@ export async function startNode(config: Config, options: NodeOptions = {}): Prom
   let nextIngest = 0;
   const ingest = (body: unknown) =>
     ingestRefs[nextIngest++ % ingestRefs.length]!.ask({ body }, { timeoutMs: config.limits.ask_timeout_ms * 2, caller: 'ApiActor (ingest)' });
-  const sync = syncWiring(config, system, partition);
+  const sync = syncWiring(config, system, partition, { fs, dataDir });
   const chroma = config.backends.chroma;
   const storage = new StorageApi({ shards: shardCount, partition, askTimeoutMs: config.limits.ask_timeout_ms, queryTimeoutMs: config.limits.query_timeout_ms });
   const maintenance = maintenanceWiring(config, system, { fs, dataDir, incarnation: identity.incarnation, lineage: identity.lineage, partition, syncBackends: sync.api.configured(), ...(options.migrations ? { migrations: options.migrations } : {}) });

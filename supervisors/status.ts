@@ -25,12 +25,12 @@ export function renderStatusTree(root: StatusNode): string {
     if (node.strategy) facts.push(node.strategy);
     if (node.restarts > 0) facts.push(`restarts=${node.restarts}`);
     if (node.mailbox_depth !== undefined) facts.push(`mailbox=${node.mailbox_depth}`);
+    // A shard: its health always, its record count when it knows it (a corrupt shard cannot, and says so).
     const detail = node.detail ?? {};
+    if (typeof detail.health === 'string') facts.push(`health=${detail.health}`);
     if (typeof detail.records === 'number') facts.push(`records=${detail.records}`);
-    if (typeof detail.health === 'string' && detail.health !== 'serving') {
-      facts.push(`health=${detail.health}`);
-      if (typeof detail.reason === 'string') facts.push(`reason=${JSON.stringify(detail.reason)}`);
-    }
+    else if (detail.health === 'corrupt') facts.push('records unknown');
+    if (typeof detail.health === 'string' && detail.health !== 'serving' && typeof detail.reason === 'string') facts.push(`reason=${JSON.stringify(detail.reason)}`);
     if (node.last_error) facts.push(`last_error=${JSON.stringify(node.last_error)}`);
     lines.push(`${prefix}${top ? '' : last ? '└── ' : '├── '}${name} [${facts.join(', ')}]`);
     const children = node.children ?? [];

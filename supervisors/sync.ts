@@ -10,6 +10,8 @@ import { syncBehavior, type SyncMessage, type SyncOptions } from '../actors/sync
 import type { SyncBackend } from '../protocols/requests.js';
 import type { Config } from '../src/config/schema.js';
 import type { ActorRef, ActorSystem } from '../src/kernel/system.js';
+import type { FileSystem } from '../src/ports/fs.js';
+import { CheckpointCopy } from '../src/sync/checkpoint-copy.js';
 import { ChromaSink } from '../src/sync/chroma-sink.js';
 import { PostgresSink } from '../src/sync/postgres-sink.js';
 import type { SyncSink } from '../src/sync/sink.js';
@@ -40,7 +42,12 @@ interface LoopSettings {
   retry_max_ms: number;
 }
 
-export function syncWiring(config: Config, system: ActorSystem, partition: (shard: number) => ActorRef<PartitionMessage, PartitionReply>): SyncWiring {
+export function syncWiring(
+  config: Config,
+  system: ActorSystem,
+  partition: (shard: number) => ActorRef<PartitionMessage, PartitionReply>,
+  files: { fs: FileSystem; dataDir: string },
+): SyncWiring {
   const statusOf = new Map<SyncBackend, () => Record<string, unknown>>();
   const children: ChildSpec[] = [];
   /** A SyncActor child; the sink is made anew at every (re)start. */
@@ -62,6 +69,7 @@ export function syncWiring(config: Config, system: ActorSystem, partition: (shar
             retryMaxMs: settings.retry_max_ms,
             askTimeoutMs: config.limits.query_timeout_ms,
             parallelism,
+            checkpointCopy: new CheckpointCopy(files.fs, files.dataDir, backend),
             ...(conflicts ? { conflicts } : {}),
           },
           ctx,

@@ -1,7 +1,10 @@
 // `usage-tracker backup create|list|verify|restore`: the BackupActor of a
 // running node, over NATS (usage.v1.admin.backup.*). Each prints a short
-// human summary, or the raw reply with --json.
+// human summary, or the raw reply with --json. A path typed here (restore's
+// --target) is made absolute against this process's working directory
+// before it is sent, since the node may run anywhere.
 
+import { resolve } from 'node:path';
 import type { RestoreReport } from '../../src/backup/restore.js';
 import type { Lineage } from '../../src/storage/node-meta.js';
 import { renderTable } from '../../src/text-table.js';
@@ -126,7 +129,8 @@ export async function backupRestore(backupId: string | undefined, options: Resto
   const body = Object.fromEntries(
     Object.entries({
       backup_id: backupId,
-      target_dir: options.target,
+      // The node resolves a relative path against its own working directory: send the one the user means, here.
+      target_dir: resolve(options.target),
       to_time: timeArgument(options.toTime),
       user_id: options.userId,
       from: timeArgument(options.from),

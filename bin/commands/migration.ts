@@ -79,8 +79,8 @@ function renderRun(reply: Record<string, any>, direction: string): string {
     const what = step.sql !== undefined ? `SQL ${step.sql}` : `${step.files ?? 0} files, ${mb(step.bytes ?? 0)} rewritten to format ${step.to_format}`;
     return `  ${step.direction} ${step.id}: ${what}`;
   });
+  if (steps.length === 0) return reply.dry_run ? `dry run: ${reply.note}; nothing was changed\n` : `${reply.note}\n`;
   if (reply.dry_run) return `dry run: nothing was changed. ${direction} would:\n  take a full backup first\n${steps.join('\n')}\n`;
-  if (steps.length === 0) return `${reply.note}\n`;
   return `${direction}: done ${(reply.done as string[]).join(', ')} (backup ${reply.backup_id} taken first)\n${steps.join('\n')}\n`;
 }
 

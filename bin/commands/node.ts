@@ -4,8 +4,8 @@
 import { createLogger } from '../../src/log.js';
 import { VERSION } from '../../src/version.js';
 import { startNode, type StatusReply } from '../../supervisors/node.js';
-import { renderStatusTree } from '../../supervisors/status.js';
 import { configFrom, parseTimeout, withClient, type ConnectionOptions } from '../client.js';
+import { renderStatus, transportPhrase } from './status-text.js';
 
 export async function start(options: { config?: string }): Promise<void> {
   const config = configFrom(options.config);
@@ -19,7 +19,7 @@ export async function start(options: { config?: string }): Promise<void> {
   });
   const status = node.status();
   process.stderr.write(
-    `usage-tracker ${VERSION}: node ${status.node_id} running (transport ${status.transport.kind}, NATS ${status.transport.nats}, ` +
+    `usage-tracker ${VERSION}: node ${status.node_id} running (transport ${transportPhrase(status.transport)}, ` +
       `subjects ${status.transport.subject_prefix}.v1.*). Ctrl-C stops it.\n`,
   );
   // Nothing else may hold the event loop open on the embedded transport alone.
@@ -60,10 +60,5 @@ export async function status(options: StatusOptions): Promise<void> {
     process.stdout.write(`${JSON.stringify(body, null, 2)}\n`);
     return;
   }
-  const uptime = `${Math.round(body.uptime_ms / 1000)} s`;
-  process.stdout.write(
-    `node ${body.node_id} (cluster ${body.cluster_id}), usage-tracker ${body.version}, protocol v${body.protocol}, up ${uptime}\n` +
-      `transport ${body.transport.kind}, NATS ${body.transport.nats}, subjects ${body.transport.subject_prefix}.v1.*\n\n` +
-      `${renderStatusTree(body.tree)}\n`,
-  );
+  process.stdout.write(renderStatus(body));
 }

@@ -6,7 +6,9 @@
 // actor's own timer ticks) are named as local-only and refused; a type the
 // actor does not know is refused with the list it does know. Every refusal
 // is E_BAD_REQUEST naming the actor, the type and the offending field, and
-// the actor never sees the body. Local tells and asks are not re-checked:
+// the actor never sees the body. Prototype keys (`__proto__`, `constructor`,
+// `prototype`) and nesting deeper than BODY_DEPTH_MAX are refused in any
+// body, before its schema runs. Local tells and asks are not re-checked:
 // the compiler has typed them.
 
 import type { z } from 'zod';
@@ -39,19 +41,26 @@ function shown(value: unknown): string {
   return text === undefined ? String(value) : text.slice(0, 80);
 }
 
-/** The dotted path of the first prototype key in a decoded body (bounded by the decoder's nesting limit). */
-function protoKeyIn(value: unknown, path: string): string | undefined {
+/** How deep a body may nest: the envelope decoder's own bound, kept here so the walk below is bounded whoever calls it. */
+export const BODY_DEPTH_MAX = 32;
+
+/**
+ * The first prototype key in a decoded body, or the first place it nests
+ * deeper than BODY_DEPTH_MAX, as a dotted path and what is wrong there.
+ */
+function hostileKeyIn(value: unknown, path: string, depth: number): { field: string; problem: string } | undefined {
   if (value === null || typeof value !== 'object' || value instanceof Uint8Array) return undefined;
+  if (depth >= BODY_DEPTH_MAX) return { field: path, problem: `nests deeper than ${BODY_DEPTH_MAX} levels` };
   if (Array.isArray(value)) {
     for (let i = 0; i < value.length; i++) {
-      const found = protoKeyIn(value[i], path ? `${path}.${i}` : String(i));
+      const found = hostileKeyIn(value[i], path ? `${path}.${i}` : String(i), depth + 1);
       if (found !== undefined) return found;
     }
     return undefined;
   }
-  for (const key of PROTO_KEYS) if (Object.hasOwn(value, key)) return path ? `${path}.${key}` : key;
+  for (const key of PROTO_KEYS) if (Object.hasOwn(value, key)) return { field: path ? `${path}.${key}` : key, problem: 'reserved key' };
   for (const [key, child] of Object.entries(value)) {
-    const found = protoKeyIn(child, path ? `${path}.${key}` : key);
+    const found = hostileKeyIn(child, path ? `${path}.${key}` : key, depth + 1);
     if (found !== undefined) return found;
   }
   return undefined;
@@ -102,8 +111,8 @@ export function messageSchema<M extends { type: string }, L extends M['type'] = 
         const what = type === undefined ? 'a message needs a type' : `unknown message type ${shown(type)}`;
         throw bad(`${actor}: ${what}; allowed types: ${allowed}`, 'type', { allowed_types: remoteTypes });
       }
-      const hostile = protoKeyIn(body, '');
-      if (hostile !== undefined) throw bad(`${actor} message ${type}: ${hostile}: reserved key`, hostile);
+      const hostile = hostileKeyIn(body, '', 0);
+      if (hostile !== undefined) throw bad(`${actor} message ${type}: ${hostile.field}: ${hostile.problem}`, hostile.field);
       const result = schema.safeParse(body, { reportInput: true });
       if (!result.success) throw refusal(actor, type, result.error);
       return result.data as M;

@@ -207,7 +207,8 @@ export class MigrationRunner {
     progress.bytes_total = steps.reduce((sum, step) => sum + (step.bytes ?? 0), 0);
     const plan = { run_id: progress.run_id, direction, steps, skipped: planned.skipped, files: progress.files_total, bytes: progress.bytes_total };
     if (planned.actions.length === 0) {
-      await this.audit(action, 'ok', { ...plan, result: `nothing to ${direction}` });
+      // A dry run that finds nothing is still a dry run: audited as one, and no backup is promised.
+      await this.audit(action, request.dry_run ? 'dry_run' : 'ok', { ...plan, dry_run: request.dry_run, result: `nothing to ${direction}` });
       return { ...plan, dry_run: request.dry_run, done: [], note: `nothing to ${direction}: every migration in the plan is ${direction === 'apply' ? 'applied' : 'rolled back'}` };
     }
     try {

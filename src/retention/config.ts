@@ -121,7 +121,8 @@ export const legalHoldSchema = z
   .strict()
   .refine((hold) => hold.from === undefined || hold.to === undefined || hold.from < hold.to, { message: 'must be before to', path: ['from'] });
 
-const uniqueBy =
+/** A refinement refusing the second item of a list with the same key, at its index. */
+export const uniqueBy =
   <T>(key: (item: T) => string, what: string) =>
   (items: T[], ctx: z.RefinementCtx) => {
     const seen = new Set<string>();

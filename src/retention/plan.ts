@@ -1,12 +1,13 @@
 // The retention plan of one shard: which records each policy removes,
 // which sealed files go whole, which are rewritten without the removed
 // rows, which are recompressed, which rollup files expire. Pure (no I/O,
-// no clock): the same sealed state, policies, holds and `now` give the same
-// plan, so a dry run shows exactly what a real run then does.
+// no clock): the same files, policies, holds and `now` give the same plan,
+// so a dry run shows exactly what a real run then does.
 //
 // Rules (docs/operations.md, Retention):
-// - Only sealed records are subject; a record whose current version is
-//   still unsealed (memtable) is left for a later run.
+// - Every current record is subject, sealed or not: the caller passes the
+//   unsealed ones (memtable) as the files the next seal writes
+//   (shard-run.ts), and a real run that touches one seals first.
 // - Policies apply in order; a record goes to the first removing policy
 //   that matches its current version. A record a legal hold covers is never
 //   removed (it is counted as `held` by the policy that would have).
@@ -35,9 +36,8 @@ export interface PlanFile {
 }
 
 export interface PlanInput {
+  /** Sealed files and the files the next seal would write (every row of those is current). */
   files: readonly PlanFile[];
-  /** Current records not sealed yet: they count toward count policies as the newest. */
-  unsealedRecords: number;
   policies: readonly RetentionPolicy[];
   holds: readonly LegalHold[];
   now: number;
@@ -111,7 +111,7 @@ export function computePlan(input: PlanInput): ShardPlan {
   const claimed = new Set<string>();
   const removed = new Map<string, StoredRecord[]>();
   const policies: PolicyPlan[] = [];
-  let remainingRecords = current.length + input.unsealedRecords;
+  let remainingRecords = current.length;
   let remainingBytes = totalBytes;
   const compressPolicies: RetentionPolicy[] = [];
 

@@ -2,8 +2,13 @@
 // writer), so nothing seals or writes while it plans and commits.
 //
 // Order of a real run (the crash test relies on it):
-//   1. wait until every applied write is durable; read every sealed file;
-//   2. compute the plan (plan.ts);
+//   1. wait until every applied write is durable; read every sealed file,
+//      and lay the unsealed records (memtable) out as the files the next
+//      seal writes, in memory only;
+//   2. compute the plan (plan.ts) over both; when it touches an unsealed
+//      file, seal (crash-safe on its own: ShardStore.seal) and plan again
+//      over the sealed files, which are the ones planned with, so the
+//      plan, names included, is the same;
 //   3. write the new files durably: rewritten and recompressed partitions
 //      (new names, never over a listed one), rollup files;
 //   4. write archive and export output durably (outside the data directory);
@@ -26,7 +31,7 @@ import { partitionName, sha256, type PartitionEntry } from '../storage/partition
 import type { ShardStore } from '../storage/shard-store.js';
 import type { LegalHold, RetentionPolicy } from './config.js';
 import { recordsToCsv, recordsToJsonl } from './export-format.js';
-import { computePlan, DEFAULT_LEVEL, type PolicyPlan } from './plan.js';
+import { computePlan, DEFAULT_LEVEL, type PlanFile, type PolicyPlan, type ShardPlan } from './plan.js';
 import { RollupBuilder } from './rollup.js';
 import { ROLLUP_DIR, rollupName, writeRollupFile, type RollupEntry } from './rollup-file.js';
 
@@ -121,27 +126,65 @@ function emptyResult(shard: number, state: ShardRetentionResult['state']): Shard
   };
 }
 
+/** The shard as retention plans it: every sealed file, then the files the next seal would write. */
+interface ShardView {
+  /** Manifest entries of both, sealed ones first. */
+  entries: LeveledEntry[];
+  files: PlanFile[];
+  /** Names of the files that are not sealed yet. */
+  unsealed: Set<string>;
+  rollups: { name: string; day: string }[];
+}
+
+async function readShard(store: ShardStore): Promise<ShardView> {
+  const entries: LeveledEntry[] = [...(store.manifest.files as LeveledEntry[])];
+  const files: PlanFile[] = [];
+  for (const [index, entry] of entries.entries()) files.push({ name: entry.name, day: entry.day, bytes: entry.bytes, level: entry.level, rows: await store.sealedFileRows(index) });
+  const unsealed = new Set<string>();
+  for (const { entry, records } of await store.unsealedFiles()) {
+    entries.push(entry);
+    unsealed.add(entry.name);
+    // Every memtable record is its id's current version.
+    files.push({ name: entry.name, day: entry.day, bytes: entry.bytes, rows: records.map((record) => ({ record, current: true })) });
+  }
+  return { entries, files, unsealed, rollups: store.manifest.rollups ?? [] };
+}
+
+function planShard(view: ShardView, input: ShardRetentionInput): ShardPlan {
+  return computePlan({
+    files: view.files,
+    policies: input.policies,
+    holds: input.holds,
+    now: input.now,
+    rollups: view.rollups,
+    aggregatedMetricsDays: input.aggregated_metrics_days,
+  });
+}
+
+/** Whether the plan drops, rewrites or recompresses a file that is not sealed yet. */
+function touchesUnsealed(plan: ShardPlan, unsealed: ReadonlySet<string>): boolean {
+  return [...plan.drop, ...plan.rewrite.map((item) => item.name), ...plan.compress.map((item) => item.name)].some((name) => unsealed.has(name));
+}
+
 export async function runShardRetention(store: ShardStore, input: ShardRetentionInput, log: Logger): Promise<ShardRetentionOutcome> {
   const shard = store.options.shard;
   if (store.health.state !== 'serving') {
     return { result: { ...emptyResult(shard, 'skipped'), reason: store.health.reason }, committed: false, removed_ids: [] };
   }
-  await store.settle();
   const { fs, dir } = store.options;
+  let view = await readShard(store);
+  let plan = planShard(view, input);
+  if (!input.dry_run && touchesUnsealed(plan, view.unsealed)) {
+    // Unsealed records are removed the way sealed ones are, at the one manifest commit below:
+    // the seal (crash-safe on its own) makes them the sealed files the plan was made with.
+    await store.seal();
+    view = await readShard(store);
+    if (view.unsealed.size > 0) throw new Error(`shard ${shard}: ${view.unsealed.size} file(s) still unsealed after a seal inside the actor`);
+    plan = planShard(view, input);
+  }
+  const { entries } = view;
   const manifest = store.manifest;
-  const entries = manifest.files as LeveledEntry[];
-  const files = [];
-  for (const [index, entry] of entries.entries()) files.push({ name: entry.name, day: entry.day, bytes: entry.bytes, level: entry.level, rows: await store.sealedFileRows(index) });
   const rollupEntries = manifest.rollups ?? [];
-  const plan = computePlan({
-    files,
-    unsealedRecords: store.memtable.size,
-    policies: input.policies,
-    holds: input.holds,
-    now: input.now,
-    rollups: rollupEntries,
-    aggregatedMetricsDays: input.aggregated_metrics_days,
-  });
 
   // Names and contents of everything the run would write, computed the same way dry or not.
   const nextPartition = namer(entries.map((entry) => entry.name), partitionName);
@@ -223,7 +266,7 @@ export async function runShardRetention(store: ShardStore, input: ShardRetention
   const droppedRollups = new Set(result.rollups_dropped);
   const next: ShardManifest = {
     ...manifest,
-    files: entries.filter((entry) => !dropped.has(entry.name)).map((entry) => replaced.get(entry.name) ?? entry),
+    files: (manifest.files as LeveledEntry[]).filter((entry) => !dropped.has(entry.name)).map((entry) => replaced.get(entry.name) ?? entry),
     rollups: [...rollupEntries.filter((entry) => !droppedRollups.has(entry.name)), ...newRollups],
   };
   await writeManifest(fs, dir, next);

@@ -41,18 +41,19 @@ export function partitionName(day: string, n: number): string {
   return `${day}_${String(n).padStart(4, '0')}.json.gz`;
 }
 
-/** Writes one sealed partition durably; returns its manifest entry. */
-export async function writePartition(
-  fs: FileSystem,
-  dir: string,
+/**
+ * One sealed partition's bytes and manifest entry, in memory. gzip at a
+ * fixed level is deterministic, so these are the bytes `writePartition`
+ * writes: retention's dry run plans unsealed records with them.
+ */
+export async function encodePartition(
   name: string,
   day: string,
   slots: readonly { record: StoredRecord; seq: number }[],
   format = 1,
-): Promise<PartitionEntry> {
+): Promise<{ bytes: Uint8Array; entry: PartitionEntry }> {
   const text = slots.map((slot) => JSON.stringify(slot.record)).join('\n') + '\n';
   const bytes = new Uint8Array(await gzip(text, { level: 6 }));
-  await writeFileAtomic(fs, join(dir, name), bytes);
   let minSeq = Infinity;
   let maxSeq = -Infinity;
   let minTs = Infinity;
@@ -65,6 +66,20 @@ export async function writePartition(
   }
   const entry: PartitionEntry = { name, day, records: slots.length, bytes: bytes.byteLength, sha256: sha256(bytes), min_seq: minSeq, max_seq: maxSeq, min_ts: minTs, max_ts: maxTs };
   if (format !== 1) entry.format = format;
+  return { bytes, entry };
+}
+
+/** Writes one sealed partition durably; returns its manifest entry. */
+export async function writePartition(
+  fs: FileSystem,
+  dir: string,
+  name: string,
+  day: string,
+  slots: readonly { record: StoredRecord; seq: number }[],
+  format = 1,
+): Promise<PartitionEntry> {
+  const { bytes, entry } = await encodePartition(name, day, slots, format);
+  await writeFileAtomic(fs, join(dir, name), bytes);
   return entry;
 }
 

@@ -14,7 +14,7 @@ import type { Logger } from '../log.js';
 import type { FileSystem } from '../ports/fs.js';
 import { matches } from '../query/filter.js';
 import { readManifest, writeManifest, type ShardManifest } from './manifest.js';
-import { partitionName, readPartition, writePartition, type PartitionEntry } from './partition-file.js';
+import { encodePartition, partitionName, readPartition, writePartition, type PartitionEntry } from './partition-file.js';
 import { ColumnIndex, type RowView } from './columns.js';
 import { IdIndex } from './id-index.js';
 import { recoverShard } from './recover.js';
@@ -474,6 +474,44 @@ export class ShardStore {
   }
 
   /**
+   * The files the next seal writes: the memtable by UTC day, at most
+   * SEALED_FILE_RECORDS_MAX records a file, each named one past the
+   * highest number of its day (retention may have dropped or renumbered
+   * some, so a count could reuse a listed name).
+   */
+  sealLayout(): { name: string; day: string; slots: MemSlot[] }[] {
+    const byDay = new Map<string, MemSlot[]>();
+    for (const slot of this.memtable.values()) {
+      const day = dayOf(slot.record.ts);
+      const list = byDay.get(day);
+      if (list) list.push(slot);
+      else byDay.set(day, [slot]);
+    }
+    const layout: { name: string; day: string; slots: MemSlot[] }[] = [];
+    for (const [day, slots] of [...byDay].sort(([a], [b]) => a.localeCompare(b))) {
+      let n = Math.max(0, ...this.manifest.files.filter((file) => file.day === day).map((file) => Number(/_(\d+)(?:\.r\d+)?\.json\.gz$/.exec(file.name)?.[1] ?? 0)));
+      // Files stay small enough to be cached whole and read quickly by record.get.
+      for (let start = 0; start < slots.length; start += SEALED_FILE_RECORDS_MAX) layout.push({ name: partitionName(day, ++n), day, slots: slots.slice(start, start + SEALED_FILE_RECORDS_MAX) });
+    }
+    return layout;
+  }
+
+  /**
+   * What the next seal would write, encoded in memory and written nowhere:
+   * retention plans unsealed records as the sealed files they become, so a
+   * dry run names the same files and bytes as the real run, which seals first.
+   */
+  async unsealedFiles(): Promise<{ entry: PartitionEntry; records: StoredRecord[] }[]> {
+    await this.settle();
+    const out: { entry: PartitionEntry; records: StoredRecord[] }[] = [];
+    for (const { name, day, slots } of this.sealLayout()) {
+      const { entry } = await encodePartition(name, day, slots, this.manifest.format_version);
+      out.push({ entry, records: slots.map((slot) => slot.record) });
+    }
+    return out;
+  }
+
+  /**
    * Seals every unsealed record into partition files (one per UTC day), then
    * records them and the new sealed_seq in the manifest, then starts a new
    * WAL segment and deletes the old ones. A crash at any point leaves either
@@ -484,26 +522,12 @@ export class ShardStore {
     if (this.memtable.size === 0) return { files: 0, records: 0 };
     const sealedSeq = this.nextSeq - 1;
     await writer.whenDurable(sealedSeq);
-    const byDay = new Map<string, MemSlot[]>();
-    for (const slot of this.memtable.values()) {
-      const day = dayOf(slot.record.ts);
-      const list = byDay.get(day);
-      if (list) list.push(slot);
-      else byDay.set(day, [slot]);
-    }
     const entries: PartitionEntry[] = [];
     const parts: StoredRecord[][] = [];
-    for (const [day, slots] of [...byDay].sort(([a], [b]) => a.localeCompare(b))) {
-      // One past the highest number of the day: retention may have dropped or renumbered some, so a count could reuse a listed name.
-      let n = Math.max(0, ...this.manifest.files.filter((file) => file.day === day).map((file) => Number(/_(\d+)(?:\.r\d+)?\.json\.gz$/.exec(file.name)?.[1] ?? 0)));
-      // Files stay small enough to be cached whole and read quickly by record.get.
-      for (let start = 0; start < slots.length; start += SEALED_FILE_RECORDS_MAX) {
-        const part = slots.slice(start, start + SEALED_FILE_RECORDS_MAX);
-        n++;
-        // A shard still at format 1 (not migrated yet) keeps writing format-1 entries; see src/migration/.
-        entries.push(await writePartition(this.options.fs, this.partitionDir, partitionName(day, n), day, part, this.manifest.format_version));
-        parts.push(part.map((slot) => slot.record));
-      }
+    for (const { name, day, slots } of this.sealLayout()) {
+      // A shard still at format 1 (not migrated yet) keeps writing format-1 entries; see src/migration/.
+      entries.push(await writePartition(this.options.fs, this.partitionDir, name, day, slots, this.manifest.format_version));
+      parts.push(slots.map((slot) => slot.record));
     }
     const manifest: ShardManifest = { ...this.manifest, sealed_seq: sealedSeq, files: [...this.manifest.files, ...entries] };
     await writeManifest(this.options.fs, this.options.dir, manifest);
@@ -629,10 +653,11 @@ export class ShardStore {
     this.writer = undefined;
   }
 
+  /** Health, and the counts a serving shard knows; a corrupt one cannot know them, so it gives none rather than stale ones. */
   status(): Record<string, unknown> {
+    if (this.health.state === 'corrupt') return { health: this.health.state, reason: this.health.reason };
     return {
       health: this.health.state,
-      ...(this.health.state === 'corrupt' ? { reason: this.health.reason } : {}),
       records: this.index.size,
       sealed_rows: this.columns.rows - 1,
       unsealed: this.memtable.size,

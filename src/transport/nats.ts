@@ -78,6 +78,8 @@ export class NatsTransport implements Transport {
   private readonly subscriptions = new Set<Subscription>();
   private readonly inFlight = new Set<Promise<void>>();
   private draining = false;
+  /** What the last connection event said: lost (reconnecting) until the next `reconnect`. */
+  private lost = false;
 
   constructor(
     readonly connection: NatsConnection,
@@ -88,16 +90,26 @@ export class NatsTransport implements Transport {
     return this.connection.isClosed();
   }
 
+  /** The link to the server as this client knows it: up, lost and being retried, or closed for good. */
+  get link(): 'connected' | 'reconnecting' | 'closed' {
+    if (this.closed) return 'closed';
+    return this.lost ? 'reconnecting' : 'connected';
+  }
+
   /** The server's max_payload, as it announced it. */
   get payloadBytesMax(): number {
     return this.connection.info?.max_payload ?? DEFAULT_PAYLOAD_BYTES_MAX;
   }
 
-  /** Logs connection changes and resets the backoff once reconnected. */
+  /** Logs connection changes, follows the link's state and resets the backoff once reconnected. */
   watchStatus(onReconnect: () => void): void {
     void (async () => {
       for await (const status of this.connection.status()) {
-        if (status.type === 'reconnect') onReconnect();
+        if (status.type === 'disconnect' || status.type === 'reconnecting') this.lost = true;
+        if (status.type === 'reconnect') {
+          this.lost = false;
+          onReconnect();
+        }
         if (status.type === 'disconnect' || status.type === 'reconnect' || status.type === 'error') {
           this.log?.warn({ nats: status.type, server: 'server' in status ? status.server : undefined }, `nats ${status.type}`);
         }

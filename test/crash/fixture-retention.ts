@@ -6,7 +6,8 @@
 // MODE prepare: a node on DATA_DIR ingests old and new records in small
 //   batches (a small memtable, so every shard seals many files), updates
 //   some old ones (so older versions lie dead in older files), seals every
-//   shard, prints `prepared` and exits.
+//   shard, then ingests a last few records that stay unsealed (in the WAL
+//   only: a run seals them before it commits), prints `prepared` and exits.
 // MODE run: a node on DATA_DIR prints `started`, runs retention (the
 //   policies below) through the RetentionActor, prints `done` and exits.
 //   The parent SIGKILLs it at a random moment in between.
@@ -95,6 +96,10 @@ async function main(): Promise<void> {
     for (let shard = 0; shard < SHARDS; shard++) {
       await node.system.ref(`${config.node.id}/shards/partition-${shard}`).ask({ type: 'seal' }, { timeoutMs: 30_000, caller: 'fixture' });
     }
+    // Fewer than memtable_records_max per shard, so nothing seals them.
+    const unsealed = Array.from({ length: 40 }, (_, n) => record(all.length + n, now));
+    const reply = await call('ingest', { records: unsealed });
+    if (!reply.ok) throw new Error(JSON.stringify(reply));
     await node.stop();
     process.stdout.write('prepared\n');
     return;

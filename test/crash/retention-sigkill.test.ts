@@ -4,7 +4,8 @@
 //
 // A fixture child (fixture-retention.ts) prepares a data directory with
 // many sealed files per shard (old and new records, updated ones whose
-// older versions lie dead in older files). A reference copy runs retention
+// older versions lie dead in older files) and a few old records still
+// unsealed (which a run seals before it commits). A reference copy runs retention
 // to the end: its shards are the after-state; the prepared directory's are
 // the before-state. Then, round after round, a fixture runs retention on
 // the data directory and is SIGKILLed at a seeded random moment. After each

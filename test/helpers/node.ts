@@ -9,6 +9,7 @@ import { subjects, type EndpointName, type Subjects } from '../../protocols/subj
 import { loadConfig } from '../../src/config/load.js';
 import type { Config } from '../../src/config/schema.js';
 import { silentLogger } from '../../src/log.js';
+import type { Clock } from '../../src/ports/clock.js';
 import { connectNats, type NatsTransport } from '../../src/transport/nats.js';
 import type { Headers } from '../../src/transport/transport.js';
 import { startNode, type NodeOptions, type UsageNode } from '../../supervisors/node.js';
@@ -42,6 +43,8 @@ export interface TestNodeOptions {
   keepData?: boolean;
   /** The node's migration test seams (e.g. `onStage` to hold a run at a stage). */
   migrations?: NodeOptions['migrations'];
+  /** The node's clock (default: the system's). */
+  clock?: Clock;
 }
 
 export async function startTestNode(yaml = '', env: Record<string, string> = {}, options: TestNodeOptions = {}): Promise<TestNode> {
@@ -60,7 +63,11 @@ export async function startTestNode(yaml = '', env: Record<string, string> = {},
       ...env,
     },
   });
-  const node = await startNode(config, { log: silentLogger, ...(options.migrations ? { migrations: options.migrations } : {}) });
+  const node = await startNode(config, {
+    log: silentLogger,
+    ...(options.migrations ? { migrations: options.migrations } : {}),
+    ...(options.clock ? { clock: options.clock } : {}),
+  });
   const client = await connectNats({ servers: NATS_URL, name: 'usage-tracker-test-client' });
   const names = subjects(prefix);
   const callRaw = async (endpoint: EndpointName, data: Uint8Array, headers?: Headers, timeoutMs = REQUEST_TIMEOUT_MS) => {

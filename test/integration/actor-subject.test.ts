@@ -4,6 +4,7 @@
 // naming the actor, the message type and the field, and must never reach
 // (nor restart) the actor. Records written before and after are all kept.
 
+import { resolve } from 'node:path';
 import t from 'tap';
 import { decode, encodeInternal } from '../../protocols/codec.js';
 import { actorEnvelope } from '../../protocols/envelope.js';
@@ -83,7 +84,7 @@ t.test('bodies of the wrong shape on the actor subject are refused at the bounda
     ['migrate_storage with a fixture delay', { type: 'migrate_storage', to: 2, file_delay_ms: 1e9 }, 'file_delay_ms'],
     ['retention without input', { type: 'retention' }, 'input'],
     ['retention with input null', { type: 'retention', input: null }, 'input'],
-    ['retention with policies not a list', { type: 'retention', input: { run_id: 'r', now: 1, dry_run: true, policies: 7, holds: [], aggregated_metrics_days: 30, archive_dir: '/tmp/a', export_dir: '/tmp/e' } }, 'input.policies'],
+    ['retention with policies not a list', { type: 'retention', input: { run_id: 'r', now: Date.now(), dry_run: true, policies: 7, holds: [], aggregated_metrics_days: 30, archive_dir: '/tmp/a', export_dir: '/tmp/e' } }, 'input.policies'],
     ['a write of a record with no id', { type: 'write', records: [{ ts: 1 }] }, 'records.0.id'],
     ['an unknown field', { type: 'status', extra: 1 }, 'extra'],
     // msgpackr decodes the key __proto__ as __proto_; either way it is refused by name.
@@ -121,4 +122,37 @@ t.test('bodies of the wrong shape on the actor subject are refused at the bounda
   }
   t.ok(ids.has('peer-0'), 'the record a peer wrote is there');
   t.equal(ids.size, 41, 'every record written before and after is there, and nothing else');
+});
+
+t.test('well-formed bodies that used to hurt a shard are refused or answered, and it never restarts', async (t) => {
+  const tn = await startTestNode('cluster:\n  shards: 2\n');
+  t.teardown(() => tn.stop());
+  const partition = `${tn.config.node.id}/shards/partition-0`;
+  const user = userOfShard(0, 2);
+  const stored = records('sealed', 10).map((record) => ({ ...record, user_id: user }));
+  t.equal((await tn.call('ingest', { records: stored })).ok, true, 'records written');
+  t.match(await askRaw(tn, partition, { type: 'seal' }), { ok: true }, 'and sealed, so a rewrite has a file to rewrite');
+  const restartsBefore = await restartsOf(tn, partition);
+
+  // A second rewrite before the first commits or rolls back found the first one's undo and crashed the shard.
+  t.match(await askRaw(tn, partition, { type: 'migrate_storage', to: 1 }), { ok: true, body: { files: 1 } }, 'a rewrite to format 1');
+  t.match(await askRaw(tn, partition, { type: 'migrate_storage', to: 1 }), { ok: false, error: { code: 'E_CONFLICT', message: /a migration holds the shard/ } }, 'a second one is a conflict');
+  t.match(await askRaw(tn, partition, { type: 'migration_finish', outcome: 'undo' }), { ok: true, body: { health: 'serving', format_version: 2 } }, 'the first is rolled back');
+
+  // A retention run writing under /proc wedged the shard's filesystem calls for good; a run id with `..` wrote outside the archive.
+  const input = { run_id: 'r1', now: Date.now(), dry_run: false, policies: [{ name: 'all', category: 'raw_usage', type: 'time', action: 'archive', max_age_days: 1 }], holds: [], aggregated_metrics_days: 30 };
+  const dirs = { archive_dir: resolve(tn.config.retention.archive_dir), export_dir: resolve(tn.config.retention.export_dir) };
+  t.match(await askRaw(tn, partition, { type: 'retention', input: { ...input, ...dirs, archive_dir: '/proc/usage-tracker' } }), { ok: false, error: { code: 'E_BAD_REQUEST', field: 'input.archive_dir' } }, 'an archive directory not the node\'s own');
+  t.match(await askRaw(tn, partition, { type: 'retention', input: { ...input, ...dirs, run_id: '../../escape' } }), { ok: false, error: { code: 'E_BAD_REQUEST', field: 'input.run_id' } }, 'a run id that is a path');
+  t.match(await askRaw(tn, partition, { type: 'retention', input: { ...input, ...dirs, now: Date.now() + 400 * 86_400_000 } }), { ok: false, error: { code: 'E_BAD_REQUEST', field: 'input.now' } }, 'a run dated a year ahead');
+  t.match(await askRaw(tn, partition, { type: 'retention', input: { ...input, ...dirs, dry_run: true } }), { ok: true, body: { result: { shard: 0 } } }, "a run on the node's own directories is answered");
+
+  const otherUser = userOfShard(1, 2);
+  const stray = { ...records('stray', 1)[0]!, user_id: otherUser, status: 'success', ingested_at: Date.now(), cost_source: 'unknown' };
+  t.match(await askRaw(tn, partition, { type: 'write', records: [stray] }), { ok: false, error: { code: 'E_BAD_REQUEST', field: 'records.0.user_id', message: /belongs to shard 1, not shard 0/ } }, "a record of another shard's user");
+  t.match(await askRaw(tn, partition, { type: 'bucket_records', day: '2024-02-30', buckets: [1] }), { ok: false, error: { code: 'E_BAD_REQUEST', field: 'day' } }, 'a day not on the calendar');
+
+  t.equal(await restartsOf(tn, partition), restartsBefore, 'the PartitionActor never restarted');
+  const page = await tn.call('query.records', { user_id: user, limit: 100 });
+  t.same((page.records as { id: string }[]).map((record) => record.id).sort(), stored.map((record) => record.id).sort(), 'every record written is there, and no stray one');
 });

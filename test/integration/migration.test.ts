@@ -1,9 +1,14 @@
 // admin.migration.status and admin.migration.plan: where the storage format
 // and the PostgreSQL mirror's schema stand against the registry, read from
-// a real server; an unreachable server or no mirror is said plainly.
+// a real server; an unreachable server or no mirror is said plainly. A
+// dry run of apply with nothing pending says so, promises no backup, and is
+// audited as a dry run.
 
 import t from 'tap';
 import pg from 'pg';
+import { readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { cli } from '../helpers/cli.js';
 import { startTestNode, uniqueName } from '../helpers/node.js';
 import { waitFor } from '../helpers/wait.js';
 
@@ -54,4 +59,32 @@ t.test('no mirror, or an unreachable one, is said plainly', async (t) => {
   const unreachable = await away.call('admin.migration.status', {});
   t.equal(unreachable.postgres.state, 'unreachable');
   t.match(unreachable.postgres.error, /ECONNREFUSED|connect/);
+});
+
+t.test('apply --dry-run with nothing pending says "nothing to apply" and is audited as a dry run', async (t) => {
+  const node = await startTestNode('cluster:\n  shards: 1\nbackup:\n  schedule: false\n  wal_archive: false\n');
+  t.teardown(() => node.stop());
+  const dataDir = node.config.node.data_dir;
+  const audit = () =>
+    readdirSync(join(dataDir, 'audit'))
+      .flatMap((name) => readFileSync(join(dataDir, 'audit', name), 'utf8').split('\n').filter(Boolean).map((line) => JSON.parse(line)))
+      .filter((line) => line.actor === 'migration');
+
+  const dry = await node.call('admin.migration.apply', { dry_run: true });
+  t.equal(dry.ok, true, JSON.stringify(dry.error));
+  t.same([dry.dry_run, dry.steps, dry.done], [true, [], []]);
+  t.match(dry.note, /^nothing to apply/);
+  t.equal(dry.backup, undefined, 'no backup is promised');
+  const [record] = audit();
+  t.same([record.action, record.outcome, record.details.dry_run, record.details.result], ['migration.apply', 'dry_run', true, 'nothing to apply'], 'audited as a dry run');
+
+  const text = await cli(['migration', 'apply', '--dry-run'], node.config.transport.subject_prefix);
+  t.equal(text.code, 0, text.stderr);
+  t.match(text.stdout, /^dry run: nothing to apply/, `the CLI says so: ${text.stdout}`);
+  t.notMatch(text.stdout, /backup/, 'and says nothing of a backup');
+
+  const real = await node.call('admin.migration.apply', {});
+  t.same([real.ok, real.dry_run, real.done], [true, false, []]);
+  t.same(audit().map((line) => line.outcome), ['dry_run', 'dry_run', 'ok'], 'the CLI dry run is a dry run too; a real apply with nothing to do is ok');
+  t.equal((await node.call('admin.backup.list', {})).backups.length, 0, 'and no backup was taken');
 });

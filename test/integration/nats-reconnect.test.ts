@@ -1,7 +1,8 @@
 // The NATS transport survives its server going away: requests fail with
 // clear codes while it is down, and work again once it is back, without the
-// caller reconnecting by hand. Uses a nats-server of its own on a free port,
-// so the shared server on 4222 is never disturbed.
+// caller reconnecting by hand; the transport says which state its link is
+// in (what admin.status reports as transport.nats). Uses a nats-server of
+// its own on a free port, so the shared server on 4222 is never disturbed.
 
 import t from 'tap';
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -71,8 +72,10 @@ t.test('requests work again after the server restarts', async (t) => {
   await responder.flush();
   const ping = async (timeoutMs: number) => new TextDecoder().decode((await requester.request('echo', new TextEncoder().encode('hi'), { timeoutMs })).data);
   t.equal(await ping(WAIT_DEADLINE_MS), 'hi', 'before the outage');
+  t.equal(responder.link, 'connected', 'the link is up before the outage');
 
   await stopServer(server);
+  await waitFor('the responder to notice the lost link', () => responder.link === 'reconnecting', { describe: () => responder.link });
   // Expected to fail: a short timeout only keeps the wait for that short.
   const duringOutage = await ping(500).catch((error: unknown) => error);
   t.ok(duringOutage instanceof ProtocolError, 'a request during the outage fails with a ProtocolError');
@@ -89,5 +92,6 @@ t.test('requests work again after the server restarts', async (t) => {
     { pollMs: 100, describe: () => String(answer) },
   );
   t.equal(answer, 'hi', 'after the restart, without reconnecting by hand');
+  await waitFor('the responder to say its link is up again', () => responder.link === 'connected', { describe: () => responder.link });
   t.notOk(requester.closed, 'the transport stayed open');
 });

@@ -130,14 +130,14 @@ t.test('every error code reaches the client intact', async (t) => {
     ) as unknown as EndpointHandlers;
     const gateway = new Gateway(handlers, DEFAULT_LIMITS, silentLogger);
     const subject = uniqueName('codes.');
-    const sub = tn.client.subscribe(subject, (msg) => gateway.handle('record.update', msg));
+    const sub = tn.client.subscribe(subject, async (msg) => { await gateway.handle('record.update', msg); });
     const reply = decode((await tn.client.request(subject, encode({}), { timeoutMs: WAIT_DEADLINE_MS })).data) as any;
     sub.unsubscribe();
     t.same(reply, { ok: false, error: { code, message: `made to fail with ${code}`, field: 'f', current_version: 3 } }, code);
   }
   const crashing = new Gateway({ 'admin.status': () => { throw new TypeError('secret internals'); } } as unknown as EndpointHandlers, DEFAULT_LIMITS, silentLogger);
   const subject = uniqueName('codes.');
-  const sub = tn.client.subscribe(subject, (msg) => crashing.handle('admin.status', msg));
+  const sub = tn.client.subscribe(subject, async (msg) => { await crashing.handle('admin.status', msg); });
   const reply = decode((await tn.client.request(subject, encode({}), { timeoutMs: WAIT_DEADLINE_MS })).data) as any;
   sub.unsubscribe();
   t.same(reply, { ok: false, error: { code: 'E_INTERNAL', message: 'internal error' } }, 'an unexpected failure is E_INTERNAL and leaks nothing');

@@ -321,8 +321,11 @@ t.test('actor envelope (internal): shape, checks, and replies', async (t) => {
   };
   refused(null, undefined, 'null');
   refused('envelope', undefined, 'a string');
-  refused({ ...envelope, v: 2 }, undefined, 'protocol version 2');
-  refused({ ...envelope, v: '1' }, undefined, 'version as text');
+  refused([1, 'node-a/shards/3', 'ask'], undefined, 'a list');
+  refused(new Uint8Array(4), undefined, 'bytes');
+  refused({ ...envelope, v: 2 }, 'v', 'protocol version 2');
+  refused({ ...envelope, v: '1' }, 'v', 'version as text');
+  refused({ to: envelope.to, kind: 'ask' }, 'v', 'no version');
   refused({ ...envelope, to: '' }, 'to', 'an empty target');
   refused({ ...envelope, to: 'x'.repeat(513) }, 'to', 'a target over 512');
   refused({ ...envelope, kind: 'call' }, 'kind', 'an unknown kind');

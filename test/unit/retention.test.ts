@@ -2,9 +2,19 @@
 // cannot mean; the plan drops whole old files and rewrites none, rewrites
 // for a conditional policy, keeps what a legal hold covers, keeps the
 // newest for count and size; rollups merge exactly and keep percentiles
-// within the documented bound.
+// within the documented bound. On a real shard directory (no node):
+// unsealed records are planned by a dry run and removed by a real run like
+// sealed ones, and stay removed after a reopen.
 
 import t from 'tap';
+import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { silentLogger } from '../../src/log.js';
+import { nodeFileSystem } from '../../src/ports/fs.js';
+import { runShardRetention, type ShardRetentionInput } from '../../src/retention/shard-run.js';
+import { ShardStore } from '../../src/storage/shard-store.js';
+import { newRecord } from '../helpers/records.js';
 import { ConfigError, loadConfig } from '../../src/config/load.js';
 import type { StoredRecord } from '../../protocols/record.js';
 import { effectivePolicies, type RetentionPolicy } from '../../src/retention/config.js';
@@ -87,7 +97,7 @@ function file(name: string, rows: StoredRecord[], dead: string[] = []): PlanFile
 }
 
 const plan = (files: PlanFile[], policies: RetentionPolicy[], extra: Partial<Parameters<typeof computePlan>[0]> = {}) =>
-  computePlan({ files, unsealedRecords: 0, policies, holds: [], now: NOW, rollups: [], aggregatedMetricsDays: 365, ...extra });
+  computePlan({ files, policies, holds: [], now: NOW, rollups: [], aggregatedMetricsDays: 365, ...extra });
 
 const timeDelete: RetentionPolicy = { name: 'old', category: 'raw_usage', type: 'time', action: 'delete', max_age_days: 30 };
 
@@ -138,8 +148,9 @@ t.test('a legal hold blocks deletion of what it covers', async (t) => {
 t.test('count and size policies keep the newest', async (t) => {
   const rows = Array.from({ length: 10 }, (_, i) => record(`r${i}`, NOW - (20 - i) * DAY));
   const files = [file('a_0001.json.gz', rows.slice(0, 5)), file('b_0001.json.gz', rows.slice(5))];
-  const count = plan(files, [{ name: 'n', category: 'raw_usage', type: 'count', action: 'delete', max_records: 6 }], { unsealedRecords: 2 });
-  t.same([...count.removedIds].sort(), ['r0', 'r1', 'r2', 'r3', 'r4', 'r5'], 'unsealed records count as the newest kept');
+  const unsealed = file('c_0001.json.gz', [record('u0', NOW - DAY), record('u1', NOW - DAY + 1)]);
+  const count = plan([...files, unsealed], [{ name: 'n', category: 'raw_usage', type: 'count', action: 'delete', max_records: 6 }]);
+  t.same([...count.removedIds].sort(), ['r0', 'r1', 'r2', 'r3', 'r4', 'r5'], 'the newest (here the unsealed ones) are kept');
   t.same(count.drop, ['a_0001.json.gz']);
   const size = plan(files, [{ name: 's', category: 'raw_usage', type: 'size', action: 'delete', max_bytes: 350 }]);
   t.same([...size.removedIds].sort(), ['r0', 'r1', 'r2', 'r3', 'r4', 'r5', 'r6'], '1000 bytes down to 300: the seven oldest go');
@@ -210,4 +221,69 @@ t.test('csv export round-trips quotes, commas and line breaks', async (t) => {
   t.same(JSON.parse(rows[0]!.metadata!), { note: 'a "quoted", comma\nand a line' });
   t.equal(rows[0]!.session_id, 's,1');
   t.equal(rows[1]!.metadata, '', 'absent values are empty');
+});
+
+const openShard = (dir: string) =>
+  ShardStore.open({ dir, shard: 0, nodeId: 'node-r', now: () => NOW, fs: nodeFileSystem, fsync: true, log: silentLogger, memtableRecordsMax: 1_000_000, cacheBytesMax: 64 << 20 });
+
+async function shardIds(store: ShardStore): Promise<string[]> {
+  const out: string[] = [];
+  for await (const r of store.scan({})) out.push(r.id);
+  return out.sort();
+}
+
+t.test('unsealed records are planned by a dry run and removed by a real run, which stays removed after a reopen', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'usage-tracker-retention-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const exportDir = join(dir, 'exports');
+  const input = (dry_run: boolean, run_id: string): ShardRetentionInput => ({
+    run_id,
+    now: NOW,
+    dry_run,
+    policies: [
+      { name: 'export-openai', category: 'raw_usage', type: 'conditional', action: 'export', where: { provider: 'openai' }, max_age_days: 30 },
+      timeDelete,
+    ],
+    holds: [],
+    aggregated_metrics_days: 365,
+    archive_dir: join(dir, 'archive'),
+    export_dir: exportDir,
+  });
+  const store = await openShard(join(dir, 'shard-0'));
+  // Old ones (60 days), a sealed old one updated since (its current version unsealed), and fresh ones.
+  const old = Array.from({ length: 6 }, (_, i) => newRecord(i, { ts: NOW - 60 * DAY + i, ingested_at: NOW - 60 * DAY + i }));
+  const fresh = Array.from({ length: 3 }, (_, i) => newRecord(100 + i, { ts: NOW - DAY + i, ingested_at: NOW - DAY + i }));
+  await store.write([newRecord(50, { ts: NOW - 61 * DAY, ingested_at: NOW - 61 * DAY })]).durable;
+  await store.seal();
+  const updated = await store.update('rec-50', 'user-1', 1, { output_tokens: 7 });
+  await updated.durable;
+  await store.write([...old, ...fresh]).durable;
+  t.equal(store.memtable.size, 10, 'every record but the sealed v1 of rec-50 is unsealed');
+  const partitionsBefore = readdirSync(join(dir, 'shard-0', 'partitions')).sort();
+
+  const dry = await runShardRetention(store, input(true, 'dry'), silentLogger);
+  t.equal(dry.committed, false);
+  t.equal(dry.result.state, 'dry_run');
+  t.equal(dry.result.records_removed, 7, 'six old unsealed records and rec-50, whose current version is unsealed');
+  t.same(dry.result.policies.map((p) => [p.name, p.records]), [['export-openai', 2], ['old', 5]]);
+  t.equal(dry.result.records_exported, 2);
+  t.equal(store.memtable.size, 10, 'a dry run seals nothing');
+  t.same(readdirSync(join(dir, 'shard-0', 'partitions')).sort(), partitionsBefore, 'and writes no partition file');
+  t.same((await shardIds(store)).length, 10);
+
+  const real = await runShardRetention(store, input(false, 'real'), silentLogger);
+  t.equal(real.committed, true);
+  t.equal(real.result.state, 'done');
+  const planOf = (result: typeof dry.result) => ({ policies: result.policies.map((p) => [p.name, p.records, p.held]), dropped: result.files_dropped, rewritten: result.files_rewritten, removed: result.records_removed });
+  t.same(planOf(real.result), planOf(dry.result), 'the real run does what the dry run planned, file names included');
+  t.same(real.removed_ids.sort(), ['rec-0', 'rec-1', 'rec-2', 'rec-3', 'rec-4', 'rec-5', 'rec-50'], 'the removed ids, for the mirrors');
+  const exported = readdirSync(join(exportDir, 'real'));
+  t.same(exported, ['shard-0-export-openai.jsonl'], 'the export of unsealed records is written');
+  await store.close();
+
+  const again = await openShard(join(dir, 'shard-0'));
+  t.same(await shardIds(again), ['rec-100', 'rec-101', 'rec-102'], 'after a reopen only the fresh records are there; no older version of rec-50 comes back');
+  const second = await runShardRetention(again, input(true, 'after'), silentLogger);
+  t.equal(second.result.records_removed, 0, 'a dry run afterwards plans nothing');
+  await again.close();
 });
