@@ -36,7 +36,7 @@ function program(): Command {
     .description('start a node (embedded transport by default; serves NATS too when reachable)')
     .option('-c, --config <file>', 'cluster.yml to load (default: ./cluster.yml when present, else built-in defaults)')
     .action(start);
-  connectionOptions(cli.command('status').description('ask a running node over NATS for its actor tree'), 'ask')
+  connectionOptions(cli.command('status').description("ask a running node over NATS for its transport, its data directory's history and its actor tree with each shard's health"), 'ask')
     .addOption(new Option('--timeout <ms>', 'how long to wait for an answer').default('3000'))
     .option('--json', 'print the raw reply as JSON')
     .action(status);
@@ -81,7 +81,7 @@ function program(): Command {
     .action(async (options) => {
       process.stdout.write(await runDemo(options));
     });
-  const sync = cli.command('sync').description('the PostgreSQL and Chroma mirrors: status and resync');
+  const sync = cli.command('sync').description('the PostgreSQL and Chroma mirrors: status, resync, verify (and repair), conflicts, resolve');
   connectionOptions(sync.command('status').description('state and lag of each mirror, per shard'), 'ask')
     .option('--backend <name>', 'postgres or chroma (default: every configured one)')
     .addOption(new Option('--timeout <ms>', 'how long to wait for the answer').default('10000'))
@@ -121,7 +121,7 @@ function program(): Command {
     .action(async (backend: string, conflictId: string, options) => {
       process.stdout.write(await resolveConflict(backend, conflictId, options));
     });
-  const backup = cli.command('backup').description("backups of a running node's data directory (into backup.target_dir)");
+  const backup = cli.command('backup').description("backups of a running node's data directory into backup.target_dir: create, list, verify, restore");
   const backupOptions = (command: Command) =>
     connectionOptions(command, 'ask')
       .addOption(new Option('--timeout <ms>', 'how long to wait for the answer').default('3600000'))
@@ -152,7 +152,7 @@ function program(): Command {
     .action(async (id: string | undefined, options) => {
       process.stdout.write(await backupRestore(id, options));
     });
-  const retention = cli.command('retention').description('retention policies of a running node: run (or dry-run) them now, or see where they stand');
+  const retention = cli.command('retention').description('retention policies of a running node: run (or dry-run) them now, status (where they stand)');
   const retentionOptions = (command: Command) =>
     connectionOptions(command, 'ask')
       .addOption(new Option('--timeout <ms>', 'how long to wait for the answer').default('14400000'))

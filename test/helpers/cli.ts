@@ -20,15 +20,20 @@ export interface CliRunOptions {
   env?: Record<string, string>;
 }
 
-/** Runs the CLI as a user does; resolves with its exit code and output. */
+/**
+ * Runs the CLI as a user does; resolves with its exit code and output. A
+ * CLI still running after the generous wait deadline is killed; its stderr
+ * then ends with a line saying so.
+ */
 export async function cli(args: string[], prefix: string, options: CliRunOptions = {}): Promise<{ code: number; stdout: string; stderr: string }> {
   const env = cliEnvironment(options.env);
   try {
-    const { stdout, stderr } = await execFileAsync(process.execPath, ['--import', TSX, BIN, ...args, '--prefix', prefix], { cwd: options.cwd ?? ROOT, env, timeout: 30_000 });
+    const { stdout, stderr } = await execFileAsync(process.execPath, ['--import', TSX, BIN, ...args, '--prefix', prefix], { cwd: options.cwd ?? ROOT, env, timeout: WAIT_DEADLINE_MS });
     return { code: 0, stdout, stderr };
   } catch (error) {
-    const failed = error as { code?: number; stdout?: string; stderr?: string };
-    return { code: failed.code ?? -1, stdout: failed.stdout ?? '', stderr: failed.stderr ?? '' };
+    const failed = error as { code?: number; killed?: boolean; signal?: string; stdout?: string; stderr?: string };
+    const killed = failed.killed ? `\n(test helper: usage-tracker ${args.join(' ')} was still running after ${WAIT_DEADLINE_MS} ms and was killed with ${failed.signal})` : '';
+    return { code: failed.code ?? -1, stdout: failed.stdout ?? '', stderr: (failed.stderr ?? '') + killed };
   }
 }
 

@@ -1,6 +1,6 @@
 /**
- * Waiting in tests: on a condition polled until a generous deadline, or on
- * a promise bounded by one. Neither asserts how long anything took; when the
+ * Waiting in tests: on a condition polled until a generous deadline, on a
+ * promise bounded by one, or for the clock to pass a moment. None asserts how long anything took; when the
  * deadline passes the error says what was awaited and what was last seen, so
  * a red test on a busy machine names its cause instead of "timeout".
  */
@@ -51,4 +51,16 @@ export async function within<T>(what: string, promise: Promise<T>, deadlineMs = 
   } finally {
     clearTimeout(timer);
   }
+}
+
+/**
+ * The current millisecond, returned once the clock has moved past it: a
+ * time T such that whatever finished before the call happened at or before
+ * T, and whatever starts after it happens after T (a point-in-time restore's
+ * `to_time` between two writes). Waits on the clock, never a fixed sleep.
+ */
+export async function clockMoment(): Promise<number> {
+  const at = Date.now();
+  while (Date.now() <= at) await new Promise((resolve) => setImmediate(resolve));
+  return at;
 }

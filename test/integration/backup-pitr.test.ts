@@ -18,6 +18,7 @@ import { EmbeddedTransport } from '../../src/transport/embedded.js';
 import { startNode } from '../../supervisors/node.js';
 import { localRecords } from '../helpers/mirror.js';
 import { startTestNode, type TestNode } from '../helpers/node.js';
+import { clockMoment, waitFor } from '../helpers/wait.js';
 
 const YAML = 'cluster:\n  shards: 3\nstorage:\n  memtable_records_max: 60\nbackup:\n  schedule: false\n  wal_archive_interval_s: 1\n';
 
@@ -30,7 +31,6 @@ interface Version {
 
 type Model = Map<string, Version>;
 
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 function scratch(t: { teardown(fn: () => void): void }): string {
   const root = mkdtempSync(join(tmpdir(), 'usage-tracker-pitr-'));
@@ -101,17 +101,13 @@ t.test('a restore to T holds exactly the versions acknowledged by T', async (t) 
 
   await ingest(node, model, prefix, 200, 150);
   await update(node, model, Array.from({ length: 40 }, (_, i) => `${prefix}-${i * 5}`), 1000);
-  await sleep(5);
-  const t1 = Date.now();
+  const t1 = await clockMoment();
   const atT1: Model = new Map([...model].map(([id, version]) => [id, { ...version }]));
-  await sleep(5);
 
   await ingest(node, model, prefix, 350, 100);
   await update(node, model, Array.from({ length: 30 }, (_, i) => `${prefix}-${i * 10}`), 50_000);
-  await sleep(5);
-  const t2 = Date.now();
+  const t2 = await clockMoment();
   const atT2: Model = new Map([...model].map(([id, version]) => [id, { ...version }]));
-  await sleep(5);
   await ingest(node, model, prefix, 450, 80);
 
   const first = await node.call('admin.backup.restore', { to_time: new Date(t1).toISOString(), target_dir: join(root, 't1') });
@@ -130,8 +126,7 @@ t.test('a restore to T holds exactly the versions acknowledged by T', async (t) 
   // An incremental between T1 and now becomes the base for a later T, and gives the same answer.
   const incremental = await node.call('admin.backup.create', { kind: 'incremental' });
   t.equal(incremental.ok, true);
-  const now = Date.now();
-  await sleep(5);
+  const now = await clockMoment();
   const latest = await node.call('admin.backup.restore', { to_time: now, target_dir: join(root, 'now') });
   t.equal(latest.backup_id, incremental.backup_id);
   await expectServes(t, join(root, 'now'), nodeId, model, 'restored to now');
@@ -168,11 +163,14 @@ t.test('the archive keeps up on its own: the recovery point trails the newest wr
   await ingest(node, model, `r${process.pid}`, 0, 400);
   const written = Date.now();
   let listed: any;
-  for (let waited = 0; waited < 10_000; waited += 100) {
-    listed = await node.call('admin.backup.list', {});
-    if (Date.parse(listed.wal_archive.recovery_point ?? 0) > written) break;
-    await sleep(100);
-  }
+  await waitFor(
+    'the WAL archive\'s recovery point to pass the last write',
+    async () => {
+      listed = await node.call('admin.backup.list', {});
+      return Date.parse(listed.wal_archive.recovery_point ?? 0) > written;
+    },
+    { pollMs: 100, describe: () => listed?.wal_archive },
+  );
   t.ok(Date.parse(listed.wal_archive.recovery_point) > written, `recovery point ${listed.wal_archive.recovery_point} is past the last write`);
   t.match(listed.wal_archive, { enabled: true, interval_s: 1, last_round: { ok: true } });
   // 400 records through a 60-record memtable: several seals, each retiring a segment the archive has since taken.

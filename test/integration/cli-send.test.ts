@@ -1,9 +1,10 @@
 // The CLI commands that send records (`ingest FILE`, `demo`) as a user runs
 // them, against a node in this process on its own subject prefix: batches
 // that fit the payload limit, a line too large to send rejected alone, a
-// node that dies mid-run, and the demo's table counting what it sent.
+// node that dies mid-run, the demo's table counting what it sent, and the
+// README's query example printing the columns the real query prints.
 
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t, { type Test } from 'tap';
@@ -127,4 +128,13 @@ t.test("demo's closing tables count every record it sent", async (t) => {
       .reduce((sum, line) => sum + Number(line.split('|')[keys + 1]!.trim().replace(/,/g, '')), 0);
   t.equal(counted(byProvider, 1), 600, `by provider:\n${byProvider}`);
   t.equal(counted(byModel, 2), 600, `by model:\n${byModel}`);
+
+  // The README shows what `query --group-by provider` prints: the same columns as the real one.
+  const readme = readFileSync(new URL('../../README.md', import.meta.url), 'utf8');
+  const shown = /`query --group-by provider` prints[\s\S]*?```\n(\|[^\n]*)\n/.exec(readme)?.[1];
+  t.ok(shown, 'the README has the example');
+  const query = await cli(['query', '--group-by', 'provider'], tn.config.transport.subject_prefix);
+  t.equal(query.code, 0, query.stderr);
+  const columns = (header: string) => header.split('|').map((cell) => cell.trim()).filter(Boolean);
+  t.same(columns(query.stdout.split('\n')[0]!), columns(shown!), "the README's columns are the ones printed");
 });

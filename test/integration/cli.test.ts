@@ -95,6 +95,28 @@ t.test('--help prints usage and exits 0', async (t) => {
   t.equal(help.get('help status')!.stdout, status, '`help status` is `status --help`');
 });
 
+/** The Commands section of a help text: each command's name and its description, wrapped lines joined. */
+function commandsOf(help: string): Map<string, string> {
+  const commands = new Map<string, string>();
+  let last: string | undefined;
+  for (const line of help.slice(help.indexOf('Commands:\n') + 'Commands:\n'.length).split('\n')) {
+    const entry = /^  (\S+)(?: \S+)*?\s{2,}(\S.*)$/.exec(line);
+    if (entry) commands.set((last = entry[1]!), entry[2]!);
+    else if (last !== undefined && /^\s{4,}\S/.test(line)) commands.set(last, `${commands.get(last)} ${line.trim()}`);
+  }
+  return commands;
+}
+
+t.test("the top-level help names every subcommand of each command group", async (t) => {
+  const top = commandsOf((await run(['--help'])).stdout);
+  t.match(top.get('sync'), /^the PostgreSQL and Chroma mirrors: /);
+  for (const group of ['sync', 'backup', 'retention', 'migration']) {
+    const subcommands = [...commandsOf((await run([group, '--help'])).stdout).keys()].filter((name) => name !== 'help');
+    t.ok(subcommands.length > 1, `${group} has subcommands: ${subcommands.join(', ')}`);
+    for (const name of subcommands) t.match(top.get(group), new RegExp(`\\b${name}\\b`), `${group}'s description names ${name}: ${top.get(group)}`);
+  }
+});
+
 t.test('an unknown command or option exits 1 with a one-line reason', async (t) => {
   const cases: [string[], string][] = [
     [['bogus'], "error: unknown command 'bogus'"],

@@ -9,6 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
 import { startTestNode, uniqueName } from '../helpers/node.js';
+import { waitFor } from '../helpers/wait.js';
 
 const POSTGRES_URL = process.env.USAGE_TRACKER_TEST_POSTGRES_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
 
@@ -25,8 +26,15 @@ t.test('postgres 0002 rolls back by its down SQL and is applied again; 0001 is r
     `cluster:\n  shards: 2\nbackup:\n  target_dir: ${backupDir}\n  schedule: false\n  wal_archive: false\nbackends:\n  postgres:\n    url: ${POSTGRES_URL}\n    schema: ${schema}\n`,
   );
   t.teardown(() => node.stop());
-  const deadline = Date.now() + 20_000;
-  while ((await node.call('admin.migration.status', {})).postgres?.pending?.length !== 0 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 100));
+  let postgres: unknown;
+  await waitFor(
+    "the mirror to apply the schema's migrations when it connects",
+    async () => {
+      postgres = (await node.call('admin.migration.status', {})).postgres;
+      return (postgres as { pending?: string[] } | undefined)?.pending?.length === 0;
+    },
+    { pollMs: 100, describe: () => postgres },
+  );
   const ids = async () => (await admin.query(`SELECT id FROM "${schema}".schema_migrations ORDER BY id`)).rows.map((row) => row.id);
   const columns = async () =>
     (await admin.query(`SELECT column_name FROM information_schema.columns WHERE table_schema = $1 AND table_name = 'usage_records'`, [schema])).rows.map((row) => row.column_name);

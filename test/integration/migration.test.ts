@@ -10,6 +10,7 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { cli } from '../helpers/cli.js';
 import { startTestNode, uniqueName } from '../helpers/node.js';
+import { waitFor } from '../helpers/wait.js';
 
 const POSTGRES_URL = process.env.USAGE_TRACKER_TEST_POSTGRES_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
 
@@ -22,13 +23,15 @@ t.test('status and plan follow the mirror schema as it is migrated', async (t) =
   });
   const node = await startTestNode(`cluster:\n  shards: 2\nbackends:\n  postgres:\n    url: ${POSTGRES_URL}\n    schema: ${schema}\n`);
   t.teardown(() => node.stop());
-  const deadline = Date.now() + 20_000;
   let status: any;
-  do {
-    status = await node.call('admin.migration.status', {});
-    if (status.postgres?.pending?.length === 0) break;
-    await new Promise((resolve) => setTimeout(resolve, 100));
-  } while (Date.now() < deadline);
+  await waitFor(
+    "the mirror to apply the schema's migrations when it connects",
+    async () => {
+      status = await node.call('admin.migration.status', {});
+      return status.postgres?.pending?.length === 0;
+    },
+    { pollMs: 100, describe: () => status?.postgres },
+  );
   t.equal(status.ok, true);
   t.same(status.postgres, { state: 'reachable', schema, applied: ['0001_usage_records', '0002_outside_edits'], pending: [] }, 'the mirror applied its migrations when it connected');
   t.same(status.storage, { format_version: 2, current: 2, readable: [1, 2], pending: [], files_by_format: {} }, 'a new data directory is at format 2');

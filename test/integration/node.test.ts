@@ -8,6 +8,7 @@ import { DEFAULT_LIMITS } from '../../protocols/limits.js';
 import { Gateway, type EndpointHandlers } from '../../actors/gateway.js';
 import { silentLogger } from '../../src/log.js';
 import { startTestNode, uniqueName } from '../helpers/node.js';
+import { WAIT_DEADLINE_MS, waitFor } from '../helpers/wait.js';
 
 const record = (overrides: Record<string, unknown> = {}) => ({
   id: 'rec-1',
@@ -39,7 +40,7 @@ t.test('a node answers admin.status over NATS with its supervision tree', async 
   const json = await tn.call('admin.status', {}, { json: true });
   t.equal(json.node_id, tn.config.node.id, 'JSON request gets a JSON reply');
 
-  const perNode = await tn.client.request(tn.subjects.nodeEndpoint(tn.config.node.id, 'admin.status'), new Uint8Array(), { timeoutMs: 5000 });
+  const perNode = await tn.client.request(tn.subjects.nodeEndpoint(tn.config.node.id, 'admin.status'), new Uint8Array(), { timeoutMs: WAIT_DEADLINE_MS });
   t.equal((decode(perNode.data) as { node_id: string }).node_id, tn.config.node.id, 'the per-node subject answers with an empty body');
 });
 
@@ -50,10 +51,11 @@ t.test('the node is discoverable through the NATS services framework', async (t)
   const infos: any[] = [];
   const sub = tn.client.subscribe(inbox, (msg) => void infos.push(JSON.parse(new TextDecoder().decode(msg.data))));
   tn.client.connection.publish('$SRV.INFO.usage-tracker', new Uint8Array(), { reply: inbox });
-  const deadline = Date.now() + 3000;
-  while (!infos.some((info) => info.metadata?.node_id === tn.config.node.id) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+  // Other nodes on this server answer too; wait for this node's answer.
+  const mine = await waitFor(`a $SRV.INFO answer from node ${tn.config.node.id}`, () => infos.find((info) => info.metadata?.node_id === tn.config.node.id), {
+    describe: () => infos.map((info) => info.metadata?.node_id),
+  });
   sub.unsubscribe();
-  const mine = infos.find((info) => info.metadata?.node_id === tn.config.node.id);
   t.ok(mine, '$SRV.INFO lists this node');
   t.equal(mine.name, 'usage-tracker');
   const subjectsListed = mine.endpoints.map((endpoint: { subject: string }) => endpoint.subject);
@@ -61,11 +63,11 @@ t.test('the node is discoverable through the NATS services framework', async (t)
     t.ok(subjectsListed.includes(tn.subjects.endpoint(name)), `endpoint ${name} is listed`);
   }
 
-  const ping = await tn.client.request(`$SRV.PING.usage-tracker.${mine.id}`, new Uint8Array(), { timeoutMs: 3000 });
+  const ping = await tn.client.request(`$SRV.PING.usage-tracker.${mine.id}`, new Uint8Array(), { timeoutMs: WAIT_DEADLINE_MS });
   t.equal(JSON.parse(new TextDecoder().decode(ping.data)).type, 'io.nats.micro.v1.ping_response');
 
   await tn.call('admin.status', {});
-  const stats = await tn.client.request(`$SRV.STATS.usage-tracker.${mine.id}`, new Uint8Array(), { timeoutMs: 3000 });
+  const stats = await tn.client.request(`$SRV.STATS.usage-tracker.${mine.id}`, new Uint8Array(), { timeoutMs: WAIT_DEADLINE_MS });
   const statusEndpoint = JSON.parse(new TextDecoder().decode(stats.data)).endpoints.find((e: { subject: string }) => e.subject === tn.subjects.endpoint('admin.status'));
   t.ok(statusEndpoint.num_requests >= 1, '$SRV.STATS counts requests');
 });
@@ -129,14 +131,14 @@ t.test('every error code reaches the client intact', async (t) => {
     const gateway = new Gateway(handlers, DEFAULT_LIMITS, silentLogger);
     const subject = uniqueName('codes.');
     const sub = tn.client.subscribe(subject, async (msg) => { await gateway.handle('record.update', msg); });
-    const reply = decode((await tn.client.request(subject, encode({}), { timeoutMs: 5000 })).data) as any;
+    const reply = decode((await tn.client.request(subject, encode({}), { timeoutMs: WAIT_DEADLINE_MS })).data) as any;
     sub.unsubscribe();
     t.same(reply, { ok: false, error: { code, message: `made to fail with ${code}`, field: 'f', current_version: 3 } }, code);
   }
   const crashing = new Gateway({ 'admin.status': () => { throw new TypeError('secret internals'); } } as unknown as EndpointHandlers, DEFAULT_LIMITS, silentLogger);
   const subject = uniqueName('codes.');
   const sub = tn.client.subscribe(subject, async (msg) => { await crashing.handle('admin.status', msg); });
-  const reply = decode((await tn.client.request(subject, encode({}), { timeoutMs: 5000 })).data) as any;
+  const reply = decode((await tn.client.request(subject, encode({}), { timeoutMs: WAIT_DEADLINE_MS })).data) as any;
   sub.unsubscribe();
   t.same(reply, { ok: false, error: { code: 'E_INTERNAL', message: 'internal error' } }, 'an unexpected failure is E_INTERNAL and leaks nothing');
 });
@@ -150,6 +152,6 @@ t.test('stopping a node stops its endpoints before anything else', async (t) => 
     status.tree.children?.map((child) => child.state),
     ['stopped', 'stopped', 'stopped', 'stopped', 'stopped'],
   );
-  await t.rejects(client.request(tn.subjects.endpoint('admin.status'), encode({}), { timeoutMs: 2000 }), { code: 'E_UNAVAILABLE' }, 'no responders after stop');
+  await t.rejects(client.request(tn.subjects.endpoint('admin.status'), encode({}), { timeoutMs: WAIT_DEADLINE_MS }), { code: 'E_UNAVAILABLE' }, 'no responders after stop');
   await client.drain();
 });

@@ -16,6 +16,7 @@ import { parseCsv } from '../../src/retention/export-format.js';
 import { cli } from '../helpers/cli.js';
 import { localRecords } from '../helpers/mirror.js';
 import { startTestNode, uniqueName, type TestNode } from '../helpers/node.js';
+import { waitFor } from '../helpers/wait.js';
 
 const DAY_MS = 86_400_000;
 const NOW = Date.now();
@@ -333,28 +334,45 @@ t.test('retention subjects refuse bad input, run one at a time, and the CLI driv
 });
 
 t.test('the schedule runs retention by itself; old audit month files and stale temp files go, fresh ones stay', async (t) => {
-  // 0.0005 h = 1.8 s: the first run comes one interval after the node starts.
-  const node = await startTestNode(yaml(TIME_DELETE).replace('schedule_interval_hours: 0', 'schedule_interval_hours: 0.0005'));
-  t.teardown(() => node.stop());
-  const dataDir = node.config.node.data_dir;
-  await ingest(node, records(uniqueName('s'), 40, OLD_BASE, 2));
-  await sealAll(node);
+  // Everything the run will find is made with the schedule off, so that no
+  // step races the first run; then the node restarts on the directory with
+  // the schedule on, and its first run comes one interval after that start.
+  const dataDir = mkdtempSync(join(tmpdir(), 'usage-tracker-retsched-'));
+  t.teardown(() => rmSync(dataDir, { recursive: true, force: true }));
+  const ids = { dataDir, nodeId: uniqueName('n'), prefix: uniqueName('t') };
+  const writer = await startTestNode(yaml(TIME_DELETE), {}, { ...ids, keepData: true });
+  t.equal(await ingest(writer, records(uniqueName('s'), 40, OLD_BASE, 2)), 40);
+  await sealAll(writer);
+  await writer.stop();
   mkdirSync(join(dataDir, 'audit'), { recursive: true });
   writeFileSync(join(dataDir, 'audit', '2010-01.jsonl'), '{"old":true}\n');
-  const staleTemp = join(dataDir, 'shards', '0', 'partitions', '.2020-01-01_0001.json.gz.tmp');
+  // Not in a shard's directory: a shard's open removes its temp files itself (src/storage/recover.ts).
+  const staleTemp = join(dataDir, 'audit', '.2010-02.jsonl.tmp');
   const freshTemp = join(dataDir, '.node.json.tmp');
   writeFileSync(staleTemp, 'left by a crash');
   writeFileSync(freshTemp, 'a write in progress');
   utimesSync(staleTemp, new Date(NOW - 3 * DAY_MS), new Date(NOW - 3 * DAY_MS));
-  const before = await node.call('admin.retention.status', {});
-  t.ok(Date.parse(before.next_run) > Date.now() - 1000, `the next run is scheduled: ${before.next_run}`);
-  let status = before;
-  const deadline = Date.now() + 20_000;
-  while (status.last_run === null && Date.now() < deadline) {
-    await new Promise((resolve) => setTimeout(resolve, 200));
-    status = await node.call('admin.retention.status', {});
-  }
-  t.not(status.last_run, null, 'a scheduled run happened');
+
+  // 0.0005 h = 1.8 s.
+  const intervalMs = 1800;
+  const restartedAt = Date.now();
+  const node = await startTestNode(yaml(TIME_DELETE).replace('schedule_interval_hours: 0', 'schedule_interval_hours: 0.0005'), {}, ids);
+  t.teardown(() => node.stop());
+  let status: any;
+  const retention = (what: string, seen: () => boolean) =>
+    waitFor(
+      what,
+      async () => {
+        status = await node.call('admin.retention.status', {});
+        return seen();
+      },
+      { pollMs: 100, describe: () => ({ next_run: status?.next_run, last_run: status?.last_run }) },
+    );
+  await retention('the retention schedule to be armed', () => status.next_run !== null);
+  t.ok(Date.parse(status.next_run) >= restartedAt + intervalMs, `the first run waits one interval after the start: ${status.next_run}`);
+  // The run's own report (its trigger with it) is there once the run has re-armed the schedule.
+  await retention('a scheduled retention run to finish', () => status.last_run?.trigger === 'schedule');
+  t.equal(status.last_run.trigger, 'schedule', 'a scheduled run happened');
   const runs = auditOf(dataDir).filter((record) => record.action === 'run');
   t.equal(runs[0]?.details.trigger, 'schedule');
   t.equal(runs[0]?.details.records_removed, 40);
@@ -363,5 +381,5 @@ t.test('the schedule runs retention by itself; old audit month files and stale t
   t.notOk(existsSync(staleTemp), 'a temp file older than temp_days is removed');
   t.ok(existsSync(freshTemp), 'a fresh temp file is left alone');
   t.ok(auditOf(dataDir).some((record) => record.action === 'audit_logs' && record.details.files.some((file: string) => file.endsWith('2010-01.jsonl'))), 'audited');
-  t.ok(Date.parse(status.next_run) > Date.parse(before.next_run), 'the next run moved on');
+  t.ok(Date.parse(status.next_run) >= Date.parse(status.last_run.started_at) + intervalMs, `the next run moved on, one interval after the last: ${status.next_run}`);
 });

@@ -8,6 +8,7 @@ import t from 'tap';
 import pg from 'pg';
 import { cli } from '../helpers/cli.js';
 import { startTestNode, uniqueName, type TestNode } from '../helpers/node.js';
+import { waitFor } from '../helpers/wait.js';
 
 const POSTGRES_URL = process.env.USAGE_TRACKER_TEST_POSTGRES_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
 const admin = new pg.Pool({ connectionString: POSTGRES_URL, max: 2 });
@@ -47,13 +48,18 @@ async function setup(t: Tap, strategy: string, priority?: string): Promise<Setup
 
 type Tap = { teardown(fn: () => unknown): void };
 
-async function until(check: () => Promise<boolean>, what: string, timeoutMs = 20_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
+async function until(check: () => Promise<boolean>, what: string): Promise<void> {
+  let last: unknown;
   // The schema may not exist yet while the mirror connects: a failed check is a no.
-  while (!(await check().catch(() => false))) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting until ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 100));
-  }
+  await waitFor(
+    what,
+    () =>
+      check().catch((error: unknown) => {
+        last = (error as Error).message;
+        return false;
+      }),
+    { pollMs: 100, describe: () => last ?? 'the check said no' },
+  );
 }
 
 const row = async (schema: string, id: string) => (await admin.query(`SELECT * FROM "${schema}".usage_records WHERE id = $1`, [id])).rows[0];

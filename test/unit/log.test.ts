@@ -7,6 +7,7 @@ import { execFileSync, spawnSync } from 'node:child_process';
 import { Writable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import t from 'tap';
+import { ProtocolError } from '../../protocols/errors.js';
 import { actorLogger, chooseLogFormat, createLogger, type LogOptions } from '../../src/log.js';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
@@ -126,4 +127,21 @@ t.test('a process with stdout on a terminal logs readable, coloured lines under 
   t.match(plain, /\] INFO: n1\/shards\/partition-0: sealed 3 records\n\s+shard: 0\n/);
   t.match(plain, /\] FATAL: last words before exit\n/);
   t.notMatch(plain, /"msg"/, 'no JSON');
+});
+
+t.test("an error the caller caused is logged without a stack; the node's own errors keep theirs", async (t) => {
+  for (const format of ['json', 'pretty'] as const) {
+    const { log, text } = logTo({ format, colorize: false });
+    log.warn({ err: new ProtocolError('E_VALIDATION', '/srv/restored exists; restore into a new directory', { field: 'target_dir' }) }, 'request refused');
+    const refused = text();
+    t.match(refused, /E_VALIDATION/, `${format}: the code is there`);
+    t.match(refused, /restore into a new directory/, `${format}: so is the message`);
+    t.notMatch(refused, /\n\s+at |"stack"/, `${format}: no stack`);
+    log.error({ err: new ProtocolError('E_INTERNAL', 'actor crashed') }, 'request failed');
+    log.error({ err: new TypeError('records is not iterable') }, 'child crashed');
+    const [, internal, crash] = text().split(/(?=\{"level"|\[\d{4}-)/);
+    // A stack's first frame: after an escaped newline in JSON, a real one in pretty lines.
+    t.match(internal, /ProtocolError: actor crashed(\\n|\n)\s+at /, `${format}: E_INTERNAL keeps its stack`);
+    t.match(crash, /TypeError: records is not iterable(\\n|\n)\s+at /, `${format}: so does any other error`);
+  }
 });
