@@ -9,24 +9,25 @@
 
 import { z } from 'zod';
 import type { ProtocolError } from '../protocols/errors.js';
+import { SAID_GIVEN, wrongType } from '../protocols/issues.js';
 import { DEFAULT_LIMITS, type ProtocolLimits } from '../protocols/limits.js';
-import { COST_SOURCES, isCleanText, recordValidator, type RecordValidator, type Validation } from '../protocols/record.js';
-import { requestSchemas } from '../protocols/requests.js';
+import { COST_SOURCES, isCleanText, recordValidator, validateWith, type RecordValidator, type Validation } from '../protocols/record.js';
+import { requestSchemas, wholeNumber } from '../protocols/requests.js';
 import { messageSchema, type MessageSchema } from '../src/kernel/message-schema.js';
 import { legalHoldSchema, policySchema } from '../src/retention/config.js';
 import { STORAGE_FORMATS_READ } from '../src/storage/manifest.js';
 import type { PartitionMessage } from './partition.js';
 
 const text = (lengthMax: number) => z.string().min(1, 'must not be empty').max(lengthMax, `must be at most ${lengthMax} characters`).refine(isCleanText, 'must not contain control characters');
-const whole = (min: number, max: number) =>
-  z.number({ error: 'must be a number' }).int('must be a whole number').min(min, `must be at least ${min}`).max(max, `must be at most ${max}`);
+const whole = wholeNumber;
 const seq = whole(0, Number.MAX_SAFE_INTEGER);
 const epochMs = whole(0, 8.64e15);
 
 /** A protocol validator's refusal as a zod issue at the field it names (its message without the field's prefix). */
 function addRefusal(ctx: z.RefinementCtx, error: ProtocolError): void {
   const { field, message } = error;
-  ctx.addIssue({ code: 'custom', path: field ? field.split('.') : [], message: field && message.startsWith(`${field}: `) ? message.slice(field.length + 2) : message });
+  const sentence = field && message.startsWith(`${field}: `) ? message.slice(field.length + 2) : message;
+  ctx.addIssue({ code: 'custom', path: field ? field.split('.') : [], message: sentence, params: { [SAID_GIVEN]: true } });
 }
 
 /** Runs a protocol validator inside a zod schema, keeping the field it names. */
@@ -53,13 +54,12 @@ function newRecordSchema(validator: RecordValidator) {
       addRefusal(ctx, record.error);
       return z.NEVER;
     }
-    const stamped = stamps.safeParse({ ingested_at, cost_source }, { reportInput: true });
-    if (!stamped.success) {
-      const issue = stamped.error.issues[0]!;
-      ctx.addIssue({ code: 'custom', path: issue.path, message: issue.code === 'invalid_type' && issue.input === undefined ? 'is required' : issue.message });
+    const stamped = validateWith(stamps, { ingested_at, cost_source });
+    if (!stamped.ok) {
+      addRefusal(ctx, stamped.error);
       return z.NEVER;
     }
-    return { ...record.value, ...stamped.data };
+    return { ...record.value, ...stamped.value };
   });
 }
 
@@ -101,7 +101,7 @@ export function partitionMessageSchema(limits: ProtocolLimits = DEFAULT_LIMITS, 
             archive_dir: path,
             export_dir: path,
           },
-          { error: 'must be a retention run input (a map)' },
+          { error: wrongType('must be a retention run input (a map)') },
         ),
       }),
       migrate_storage: message('migrate_storage', {
