@@ -71,11 +71,8 @@ export function endpointHandlers(deps: EndpointDependencies): EndpointHandlers {
     },
     'record.update'(body) {
       const request = check(schemas.recordUpdate, body);
-      const patch = validator.validatePatch(request.patch);
-      if (!patch.ok) {
-        const { field } = patch.error;
-        throw field ? new ProtocolError('E_VALIDATION', `patch.${patch.error.message}`, { field: `patch.${field}` }) : patch.error;
-      }
+      const patch = validator.validatePatch(request.patch, 'patch');
+      if (!patch.ok) throw patch.error;
       return deps.storage.update(request.id, request.user_id, request.expected_version, patch.value);
     },
     'query.records'(body) {

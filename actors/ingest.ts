@@ -95,7 +95,8 @@ export function ingestBehavior(deps: IngestDependencies): Behavior<IngestMessage
         }
         group.indices.forEach((index, position) => {
           const result = written[position]!;
-          results[index] = { index, id: group.records[position]!.id, status: result.status, version: result.version };
+          const id = group.records[position]!.id;
+          results[index] = result.status === 'rejected' ? { index, id, status: 'rejected', error: result.error } : { index, id, status: result.status, version: result.version };
         });
       });
       return later(Promise.all(asks).then(() => ({ ok: true as const, results })));

@@ -20,9 +20,10 @@
 
 import { z } from 'zod';
 import type { ProtocolError } from '../protocols/errors.js';
+import { SAID_GIVEN, wrongType } from '../protocols/issues.js';
 import { DEFAULT_LIMITS, type ProtocolLimits } from '../protocols/limits.js';
-import { COST_SOURCES, isCleanText, recordValidator, type RecordValidator, type Validation } from '../protocols/record.js';
-import { requestSchemas, type RecordsQuery } from '../protocols/requests.js';
+import { COST_SOURCES, isCleanText, recordValidator, validateWith, type RecordValidator, type Validation } from '../protocols/record.js';
+import { requestSchemas, wholeNumber, type RecordsQuery } from '../protocols/requests.js';
 import { messageSchema, type MessageSchema } from '../src/kernel/message-schema.js';
 import { decodeCursor } from '../src/query/records.js';
 import { legalHoldSchema, policySchema, uniqueBy } from '../src/retention/config.js';
@@ -31,8 +32,7 @@ import { shardOf } from '../src/storage/node-meta.js';
 import type { PartitionMessage } from './partition.js';
 
 const text = (lengthMax: number) => z.string().min(1, 'must not be empty').max(lengthMax, `must be at most ${lengthMax} characters`).refine(isCleanText, 'must not contain control characters');
-const whole = (min: number, max: number) =>
-  z.number({ error: 'must be a number' }).int('must be a whole number').min(min, `must be at least ${min}`).max(max, `must be at most ${max}`);
+const whole = wholeNumber;
 const seq = whole(0, Number.MAX_SAFE_INTEGER);
 const epochMs = whole(0, 8.64e15);
 const DAY_MS = 86_400_000;
@@ -54,7 +54,8 @@ const calendarDay = z
 /** A protocol validator's refusal as a zod issue at the field it names (its message without the field's prefix). */
 function addRefusal(ctx: z.RefinementCtx, error: ProtocolError): void {
   const { field, message } = error;
-  ctx.addIssue({ code: 'custom', path: field ? field.split('.') : [], message: field && message.startsWith(`${field}: `) ? message.slice(field.length + 2) : message });
+  const sentence = field && message.startsWith(`${field}: `) ? message.slice(field.length + 2) : message;
+  ctx.addIssue({ code: 'custom', path: field ? field.split('.') : [], message: sentence, params: { [SAID_GIVEN]: true } });
 }
 
 /** Runs a protocol validator inside a zod schema, keeping the field it names. */
@@ -86,13 +87,12 @@ function newRecordSchema(validator: RecordValidator, shard: number, shards: numb
       ctx.addIssue({ code: 'custom', path: ['user_id'], message: `belongs to shard ${owner}, not shard ${shard}` });
       return z.NEVER;
     }
-    const stamped = stamps.safeParse({ ingested_at, cost_source }, { reportInput: true });
-    if (!stamped.success) {
-      const issue = stamped.error.issues[0]!;
-      ctx.addIssue({ code: 'custom', path: issue.path, message: issue.code === 'invalid_type' && issue.input === undefined ? 'is required' : issue.message });
+    const stamped = validateWith(stamps, { ingested_at, cost_source });
+    if (!stamped.ok) {
+      addRefusal(ctx, stamped.error);
       return z.NEVER;
     }
-    return { ...record.value, ...stamped.data };
+    return { ...record.value, ...stamped.value };
   });
 }
 
@@ -166,7 +166,7 @@ export function partitionMessageSchema(options: PartitionSchemaOptions): Message
             archive_dir: nodeDir(options.archiveDir, 'retention.archive_dir'),
             export_dir: nodeDir(options.exportDir, 'retention.export_dir'),
           },
-          { error: 'must be a retention run input (a map)' },
+          { error: wrongType('must be a retention run input (a map)') },
         ),
       }),
       migrate_storage: message('migrate_storage', {

@@ -5,6 +5,7 @@
 
 import { z } from 'zod';
 import { ProtocolError } from './errors.js';
+import { describeIssue, problemAt, problemLine, PROTOCOL_WORDING, sentenceMap, wrongType, type KnownKeys } from './issues.js';
 import { fastRecord } from './record-fast.js';
 import { isCleanText, parseIsoTimestamp, RECORD_STATUSES } from './text.js';
 
@@ -123,7 +124,7 @@ function metadataSchema(limits: ProtocolLimits) {
         ],
         { error: 'values must be strings, finite numbers, booleans or null (a flat map)' },
       ),
-      { error: 'must be a flat map of string keys' },
+      { error: wrongType('must be a flat map of string keys') },
     )
     .refine((map) => Object.keys(map).length <= limits.metadataKeysMax, `must have at most ${limits.metadataKeysMax} keys`);
 }
@@ -153,37 +154,76 @@ function recordFields(limits: ProtocolLimits, now: () => number) {
 
 export type Validation<T> = { ok: true; value: T } | { ok: false; error: ProtocolError };
 
-/** Turns the first zod issue into a field-level E_VALIDATION error. */
-export function validationError(error: z.ZodError): ProtocolError {
+/**
+ * Parses `input` with a sentence for every issue (protocols/issues.ts);
+ * a failure is E_VALIDATION naming the field. `subject` names the value
+ * itself in a sentence about it as a whole (`the body must be a map`).
+ */
+export function validateWith<T>(schema: z.ZodType<T>, input: unknown, subject?: string): Validation<T> {
+  const known: KnownKeys = new WeakMap();
+  const result = schema.safeParse(input, { reportInput: true, error: sentenceMap(known) });
+  return result.success ? { ok: true, value: result.data } : { ok: false, error: validationError(result.error, known, { subject }) };
+}
+
+/**
+ * The first zod issue as a field-level E_VALIDATION error: `field` is its
+ * dotted path (for unknown keys, the first unknown key's), absent at the top;
+ * the message is `field: sentence`, every unknown key of that map in one.
+ */
+export function validationError(error: z.ZodError, known: KnownKeys = new WeakMap(), where: { at?: string | undefined; subject?: string | undefined } = {}): ProtocolError {
   const issue = error.issues[0];
   if (issue === undefined) return new ProtocolError('E_VALIDATION', 'invalid request');
-  const field = issue.path.map(String).join('.');
-  if (issue.code === 'unrecognized_keys') {
-    const keys = issue.keys.join(', ');
-    return new ProtocolError('E_VALIDATION', `${field ? `${field}: ` : ''}unknown field(s): ${keys}`, {
-      field: field ? `${field}.${issue.keys[0]}` : String(issue.keys[0]),
-    });
+  const { at, subject } = where;
+  const problems = describeIssue(issue, known, PROTOCOL_WORDING, subject).map((problem) => (at === undefined ? problem : problemAt(problem, at)));
+  const field = problems[0]?.field;
+  const message = problems.map(problemLine).join('; ');
+  return new ProtocolError('E_VALIDATION', message, field ? { field } : {});
+}
+
+/** Why a record field that exists cannot be patched, by field. */
+const UNPATCHABLE: Readonly<Record<string, string>> = {
+  id: 'it identifies the record',
+  user_id: 'it identifies the record',
+  ts: 'it places the record in its partition',
+  provider: 'it says what was called',
+  model: 'it says what was called',
+  version: 'the server sets it',
+  shard: 'the server sets it',
+  seq: 'the server sets it',
+  updated_at: 'the server sets it',
+  vv: 'the server sets it',
+  ingested_at: 'the server sets it',
+  cost_source: 'the server sets it',
+};
+
+/** A patch's refusal: a record field that cannot be patched says so and why, rather than "unknown field". */
+function patchError(error: z.ZodError, known: KnownKeys, at: string | undefined): ProtocolError {
+  const issue = error.issues[0];
+  if (issue?.code === 'unrecognized_keys' && issue.path.length === 0) {
+    const fixed = issue.keys.find((key) => Object.hasOwn(UNPATCHABLE, key));
+    if (fixed !== undefined) {
+      const field = at === undefined ? fixed : `${at}.${fixed}`;
+      return new ProtocolError('E_VALIDATION', `${field}: cannot be patched (${UNPATCHABLE[fixed]}); a patch may change ${PATCHABLE_FIELDS.join(', ')}`, { field });
+    }
   }
-  if (field === '') return new ProtocolError('E_VALIDATION', issue.message);
-  // Parsed with reportInput, so only an absent (or undefined) value has no input.
-  const message = issue.code === 'invalid_type' && issue.input === undefined ? 'is required' : issue.message;
-  return new ProtocolError('E_VALIDATION', `${field}: ${message}`, { field });
+  return validationError(error, known, { at, subject: 'patch' });
 }
 
 export interface RecordValidator {
   validate(input: unknown): Validation<UsageRecord>;
-  validatePatch(input: unknown): Validation<Partial<UsageRecord>>;
+  /** A patch's fields; `at` names where the patch sits in the request (`patch`), for the field an error names. */
+  validatePatch(input: unknown, at?: string): Validation<Partial<UsageRecord>>;
 }
 
 export function recordValidator(limits: ProtocolLimits = DEFAULT_LIMITS, now: () => number = Date.now): RecordValidator {
   const fields = recordFields(limits, now);
-  const record = z.object(fields, { error: 'a usage record must be a map' }).strict();
+  const record = z.object(fields, { error: wrongType('a usage record must be a map') }).strict();
   const statusOnly = z.enum(RECORD_STATUSES, { error: `must be one of ${RECORD_STATUSES.join(', ')}` });
   const patchShape = Object.fromEntries(
     PATCHABLE_FIELDS.map((name) => [name, name === 'status' ? statusOnly.optional() : fields[name].optional()]),
   );
   const patch = z
-    .object(patchShape, { error: 'patch must be a map' })
+    .object(patchShape, { error: wrongType('patch must be a map') })
     .strict()
     .refine((value) => Object.values(value).some((field) => field !== undefined), 'patch must change at least one field');
   return {
@@ -192,15 +232,18 @@ export function recordValidator(limits: ProtocolLimits = DEFAULT_LIMITS, now: ()
       if (fast) return { ok: true, value: fast };
       const hostileKey = protoKeyIn(input);
       if (hostileKey) return { ok: false, error: new ProtocolError('E_VALIDATION', `${hostileKey}: reserved key`, { field: hostileKey }) };
-      const result = record.safeParse(input, { reportInput: true });
-      if (!result.success) return { ok: false, error: validationError(result.error) };
-      return { ok: true, value: stripUndefined(result.data) as UsageRecord };
+      const result = validateWith(record, input);
+      return result.ok ? { ok: true, value: stripUndefined(result.value) as UsageRecord } : result;
     },
-    validatePatch(input) {
-      const hostileKey = protoKeyIn(input);
-      if (hostileKey) return { ok: false, error: new ProtocolError('E_VALIDATION', `${hostileKey}: reserved key`, { field: hostileKey }) };
-      const result = patch.safeParse(input, { reportInput: true });
-      if (!result.success) return { ok: false, error: validationError(result.error) };
+    validatePatch(input, at) {
+      const protoKey = protoKeyIn(input);
+      if (protoKey) {
+        const field = at === undefined ? protoKey : `${at}.${protoKey}`;
+        return { ok: false, error: new ProtocolError('E_VALIDATION', `${field}: reserved key`, { field }) };
+      }
+      const known: KnownKeys = new WeakMap();
+      const result = patch.safeParse(input, { reportInput: true, error: sentenceMap(known) });
+      if (!result.success) return { ok: false, error: patchError(result.error, known, at) };
       return { ok: true, value: stripUndefined(result.data) as Partial<UsageRecord> };
     },
   };

@@ -4,7 +4,7 @@
 import { z } from 'zod';
 import { ProtocolError } from './errors.js';
 import { COST_USD_MAX, DEFAULT_LIMITS, LATENCY_MS_MAX, TOKENS_MAX, type ProtocolLimits } from './limits.js';
-import { isCleanText, RECORD_STATUSES, timestampSchema, validationError, type RecordValidator, type UsageRecord, type Validation } from './record.js';
+import { isCleanText, RECORD_STATUSES, timestampSchema, validateWith, type RecordValidator, type UsageRecord, type Validation } from './record.js';
 
 export type IngestItem = { index: number; ok: true; record: UsageRecord } | { index: number; ok: false; id?: string; error: ProtocolError };
 
@@ -192,6 +192,21 @@ export interface AggregateQuery extends QueryFilters {
   metrics: (typeof AGGREGATE_METRICS)[number][];
 }
 
+/** A whole number in [min, max]: every way of missing it (a string, NaN, a fraction, out of range) says the whole rule. */
+export function wholeNumber(min: number, max: number = Number.MAX_SAFE_INTEGER) {
+  const rule = max === Number.MAX_SAFE_INTEGER ? `must be a whole number, at least ${min}` : `must be a whole number from ${min} to ${max}`;
+  return z.number({ error: rule }).int(rule).min(min, rule).max(max, rule);
+}
+
+/** A number in [min, max], likewise. */
+function numberFrom(min: number, max: number) {
+  const rule = `must be a number from ${min} to ${max}`;
+  return z.number({ error: rule }).min(min, rule).max(max, rule);
+}
+
+const HOUR_RULE = 'must be a number from 0 to below 24';
+const hourOfDay = z.number({ error: HOUR_RULE }).min(0, HOUR_RULE).lt(24, HOUR_RULE);
+
 export function requestSchemas(limits: ProtocolLimits = DEFAULT_LIMITS, now: () => number = Date.now): RequestSchemas {
   const text = (max: number) => z.string().min(1, 'must not be empty').max(max, `must be at most ${max} characters`).refine(isCleanText, 'must not contain control characters');
   const id = text(limits.idLengthMax);
@@ -211,7 +226,7 @@ export function requestSchemas(limits: ProtocolLimits = DEFAULT_LIMITS, now: () 
     .max(128, 'must be at most 128 characters')
     .regex(MIGRATION_ID, 'must be a migration id such as storage-0002_explicit_versions (letters, digits, _ - .)');
   /** A key of the protocol that this release does not serve yet: refused with a clear reason, never ignored. */
-  const shardList = z.array(z.number().int('must be a whole number').min(0, 'must not be negative').max(65_535)).min(1).max(4096).optional();
+  const shardList = z.array(wholeNumber(0, 65_535)).min(1).max(4096).optional();
   const fromBeforeTo = (query: { from?: number | undefined; to?: number | undefined }) =>
     query.from === undefined || query.to === undefined || query.from <= query.to;
   return {
@@ -220,14 +235,14 @@ export function requestSchemas(limits: ProtocolLimits = DEFAULT_LIMITS, now: () 
       .object({
         id,
         user_id: id,
-        expected_version: z.number().int('must be a whole number').min(1, 'must be at least 1'),
+        expected_version: wholeNumber(1),
         patch: z.unknown(),
       })
       .strict(),
     queryRecords: z
       .object({
         ...filters,
-        limit: z.number().int().min(1).max(RECORDS_PAGE_MAX, `must be at most ${RECORDS_PAGE_MAX}`).default(RECORDS_PAGE_DEFAULT),
+        limit: wholeNumber(1, RECORDS_PAGE_MAX).default(RECORDS_PAGE_DEFAULT),
         cursor: z.string().max(1024).optional(),
       })
       .strict()
@@ -245,7 +260,7 @@ export function requestSchemas(limits: ProtocolLimits = DEFAULT_LIMITS, now: () 
     syncResync: z
       .object({
         backend,
-        from_seq: z.number().int('must be a whole number').min(0, 'must not be negative').max(Number.MAX_SAFE_INTEGER).default(0),
+        from_seq: wholeNumber(0).default(0),
         shards: shardList,
       })
       .strict() as z.ZodType<SyncResyncRequest>,
@@ -256,12 +271,12 @@ export function requestSchemas(limits: ProtocolLimits = DEFAULT_LIMITS, now: () 
           .object({
             provider: name.transform((value) => value.toLowerCase()).optional(),
             model: name.optional(),
-            input_tokens: z.number().int('must be a whole number').min(0).max(TOKENS_MAX).optional(),
-            output_tokens: z.number().int('must be a whole number').min(0).max(TOKENS_MAX).optional(),
-            cost_usd: z.number().min(0).max(COST_USD_MAX).optional(),
-            latency_ms: z.number().min(0).max(LATENCY_MS_MAX).optional(),
+            input_tokens: wholeNumber(0, TOKENS_MAX).optional(),
+            output_tokens: wholeNumber(0, TOKENS_MAX).optional(),
+            cost_usd: numberFrom(0, COST_USD_MAX).optional(),
+            latency_ms: numberFrom(0, LATENCY_MS_MAX).optional(),
             status: filters.status,
-            hour: z.number().min(0).lt(24, 'must be below 24').optional(),
+            hour: hourOfDay.optional(),
           })
           .strict()
           .refine((description) => Object.keys(description).length > 0, 'must describe at least one feature')
@@ -270,7 +285,7 @@ export function requestSchemas(limits: ProtocolLimits = DEFAULT_LIMITS, now: () 
         provider: filters.provider,
         from: filters.from,
         to: filters.to,
-        limit: z.number().int('must be a whole number').min(1).max(PATTERN_RESULTS_MAX, `must be at most ${PATTERN_RESULTS_MAX}`).default(10),
+        limit: wholeNumber(1, PATTERN_RESULTS_MAX).default(10),
       })
       .strict()
       .refine((query) => (query.like === undefined) !== (query.description === undefined), { message: 'give exactly one of like or description', path: ['like'] })
@@ -281,8 +296,8 @@ export function requestSchemas(limits: ProtocolLimits = DEFAULT_LIMITS, now: () 
         provider: filters.provider,
         from: filters.from,
         to: filters.to,
-        limit: z.number().int('must be a whole number').min(1).max(PATTERN_RESULTS_MAX, `must be at most ${PATTERN_RESULTS_MAX}`).default(10),
-        threshold: z.number().min(1, 'must be at least 1').max(100, 'must be at most 100').default(3.5),
+        limit: wholeNumber(1, PATTERN_RESULTS_MAX).default(10),
+        threshold: numberFrom(1, 100).default(3.5),
       })
       .strict()
       .refine(fromBeforeTo, { message: 'from must not be after to', path: ['from'] }) as z.ZodType<AnomaliesQuery>,
@@ -308,13 +323,13 @@ export function requestSchemas(limits: ProtocolLimits = DEFAULT_LIMITS, now: () 
       .object({
         backend,
         open: z.boolean({ error: 'must be true or false' }).default(true),
-        limit: z.number().int('must be a whole number').min(1).max(1000, 'must be at most 1000').default(100),
+        limit: wholeNumber(1, 1000).default(100),
       })
       .strict() as z.ZodType<SyncConflictsRequest>,
     syncResolve: z
       .object({
         backend,
-        conflict_id: z.number().int('must be a whole number').min(1, 'must be at least 1').max(Number.MAX_SAFE_INTEGER),
+        conflict_id: wholeNumber(1),
         take: z.enum(['local', 'remote'], { error: "must be 'local' or 'remote'" }),
       })
       .strict() as z.ZodType<SyncResolveRequest>,
@@ -332,6 +347,5 @@ export function requestSchemas(limits: ProtocolLimits = DEFAULT_LIMITS, now: () 
 
 /** Validates a request body against a schema; E_VALIDATION names the field. */
 export function validateRequest<T>(schema: z.ZodType<T>, body: unknown): Validation<T> {
-  const result = schema.safeParse(body, { reportInput: true });
-  return result.success ? { ok: true, value: result.data } : { ok: false, error: validationError(result.error) };
+  return validateWith(schema, body, 'the body');
 }

@@ -2,6 +2,7 @@
 // as a table (aggregate by default, `--records` for the records themselves),
 // or as the raw reply with --json. A reply missing shards says so.
 
+import { RECORDS_PAGE_MAX } from '../../protocols/requests.js';
 import { renderTable } from '../../src/text-table.js';
 import { CliError, withClient, type ConnectionOptions } from '../client.js';
 
@@ -28,6 +29,15 @@ const DAY_MS = 86_400_000;
 const timestamp = (text: string) => (/^\d+$/.test(text) ? Number(text) : text);
 const list = (text: string) => text.split(',').map((part) => part.trim()).filter(Boolean);
 
+/** --limit as the node takes it, checked here so that "abc" is named as typed rather than arriving as NaN. */
+function pageLimit(text: string): number {
+  const limit = Number(text);
+  if (text.trim() === '' || !Number.isInteger(limit) || limit < 1 || limit > RECORDS_PAGE_MAX) {
+    throw new CliError(`--limit must be a whole number from 1 to ${RECORDS_PAGE_MAX}, got ${JSON.stringify(text)}`);
+  }
+  return limit;
+}
+
 export function queryBody(options: QueryOptions, now = Date.now()): Record<string, unknown> {
   const body: Record<string, unknown> = {};
   if (options.user) body.user_id = options.user;
@@ -42,7 +52,7 @@ export function queryBody(options: QueryOptions, now = Date.now()): Record<strin
   if (options.from) body.from = timestamp(options.from);
   if (options.to) body.to = timestamp(options.to);
   if (options.records) {
-    if (options.limit) body.limit = Number(options.limit);
+    if (options.limit !== undefined) body.limit = pageLimit(options.limit);
     if (options.cursor) body.cursor = options.cursor;
   } else {
     if (options.groupBy) body.group_by = list(options.groupBy);

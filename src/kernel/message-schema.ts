@@ -13,6 +13,7 @@
 
 import type { z } from 'zod';
 import { ProtocolError } from '../../protocols/errors.js';
+import { describeIssue, problemLine, PROTOCOL_WORDING, sentenceMap, type KnownKeys } from '../../protocols/issues.js';
 
 /** Checks a body from the network; returns the message the actor may be given, or throws E_BAD_REQUEST. */
 export interface RemoteSchema<M = unknown> {
@@ -66,18 +67,13 @@ function hostileKeyIn(value: unknown, path: string, depth: number): { field: str
   return undefined;
 }
 
-/** The first zod issue as E_BAD_REQUEST naming actor, type and field. */
-function refusal(actor: string, type: string, error: z.ZodError): ProtocolError {
+/** The first zod issue as E_BAD_REQUEST naming actor, type and field, in the sentences of protocols/issues.ts. */
+function refusal(actor: string, type: string, error: z.ZodError, known: KnownKeys): ProtocolError {
   const issue = error.issues[0];
   const where = `${actor} message ${type}`;
   if (issue === undefined) return bad(`${where}: invalid`, 'type');
-  const path = issue.path.map(String).join('.');
-  if (issue.code === 'unrecognized_keys') {
-    const field = path ? `${path}.${issue.keys[0]}` : String(issue.keys[0]);
-    return bad(`${where}: ${path ? `${path}: ` : ''}unknown field(s): ${issue.keys.slice(0, 8).join(', ')}`, field);
-  }
-  const message = issue.code === 'invalid_type' && issue.input === undefined ? 'is required' : issue.message;
-  return bad(`${where}: ${path || 'body'}: ${message}`, path || 'type');
+  const problems = describeIssue(issue, known, PROTOCOL_WORDING, 'the message');
+  return bad(`${where}: ${problems.map(problemLine).join('; ')}`, problems[0]?.field || 'type');
 }
 
 /**
@@ -113,8 +109,9 @@ export function messageSchema<M extends { type: string }, L extends M['type'] = 
       }
       const hostile = hostileKeyIn(body, '', 0);
       if (hostile !== undefined) throw bad(`${actor} message ${type}: ${hostile.field}: ${hostile.problem}`, hostile.field);
-      const result = schema.safeParse(body, { reportInput: true });
-      if (!result.success) throw refusal(actor, type, result.error);
+      const known: KnownKeys = new WeakMap();
+      const result = schema.safeParse(body, { reportInput: true, error: sentenceMap(known) });
+      if (!result.success) throw refusal(actor, type, result.error, known);
       return result.data as M;
     },
   };

@@ -19,6 +19,7 @@
 import { readFileSync } from 'node:fs';
 import { parseDocument } from 'yaml';
 import { z } from 'zod';
+import { describeIssue, problemLine, PROTOCOL_WORDING, sentenceMap, wrongType, type Issue, type KnownKeys, type Wording } from '../../protocols/issues.js';
 import { COST_USD_MAX } from '../../protocols/limits.js';
 import { isCleanText, parseIsoTimestamp, type UsageRecord } from '../../protocols/record.js';
 
@@ -144,8 +145,9 @@ export function parsePriceTable(text: string, source: string): PriceTable {
   }
   const reserved = reservedKeyPath(value, []);
   if (reserved !== undefined) throw new PriceTableError(source, [`${reserved}: reserved key`]);
-  const result = fileSchema.safeParse(value, { reportInput: true });
-  if (!result.success) throw new PriceTableError(source, describeIssues(result.error));
+  const known: KnownKeys = new WeakMap();
+  const result = fileSchema.safeParse(value, { reportInput: true, error: sentenceMap(known) });
+  if (!result.success) throw new PriceTableError(source, describeIssues(result.error.issues, known));
   return buildTable(result.data, source);
 }
 
@@ -193,7 +195,7 @@ const priceSchema = z
       output_usd_per_mtok: usdPerMtok,
       cached_input_usd_per_mtok: usdPerMtok.optional(),
     },
-    { error: 'must be a map with effective_from, input_usd_per_mtok and output_usd_per_mtok' },
+    { error: wrongType('must be a map with effective_from, input_usd_per_mtok and output_usd_per_mtok') },
   )
   .strict();
 
@@ -204,7 +206,7 @@ const modelSchema = z
       aliases: z.array(modelName, { error: 'must be a list of model names' }).default([]),
       prices: z.array(priceSchema, { error: 'must be a list of prices' }).min(1, 'must list at least one price'),
     },
-    { error: 'must be a map with prices (and optionally aliases, match)' },
+    { error: wrongType('must be a map with prices (and optionally aliases, match)') },
   )
   .strict()
   .superRefine((model, ctx) => {
@@ -220,7 +222,7 @@ const modelSchema = z
   });
 
 const providerSchema = z
-  .record(modelName, modelSchema, { error: 'must be a map of model names to their prices' })
+  .record(modelName, modelSchema, { error: wrongType('must be a map of model names to their prices') })
   .superRefine((models, ctx) => {
     // Names and aliases share one namespace per provider, so a name means one model.
     const owner = new Map<string, string>(Object.keys(models).map((name) => [name, name]));
@@ -244,7 +246,7 @@ const providerSchema = z
 
 const fileSchema = z
   .object({
-    providers: z.record(providerName, providerSchema, { error: 'must be a map of provider names to their models' }),
+    providers: z.record(providerName, providerSchema, { error: wrongType('must be a map of provider names to their models') }),
   })
   .strict();
 
@@ -286,26 +288,9 @@ function buildTable(file: PriceFile, source: string): PriceTable {
 
 // ---- error lines ----
 
-function describeIssues(error: z.ZodError): string[] {
-  return error.issues.map((issue) => {
-    const key = issue.path.map(String).join('.');
-    if (issue.code === 'unrecognized_keys') {
-      return issue.keys.map((unknown) => `${key ? `${key}.` : ''}${unknown}: unknown key`).join('; ');
-    }
-    // A bad record key: the key's own issue says what is wrong with it.
-    if (issue.code === 'invalid_key') return `${key}: ${issue.issues[0]?.message ?? 'invalid name'}`;
-    if (issue.code === 'invalid_type' && issue.input === undefined) return `${key || '(top level)'}: is required`;
-    // A map or list is shown only when its type is the problem; a scalar always is.
-    const isCollection = typeof issue.input === 'object' && issue.input !== null;
-    return `${key || '(top level)'}: ${issue.message}${isCollection && issue.code !== 'invalid_type' ? '' : shown(issue.input)}`;
-  });
-}
+/** A price file's keys are keys, each unknown one on its own line; the sentences are protocols/issues.ts's. */
+const PRICE_FILE_WORDING: Wording = { ...PROTOCOL_WORDING, key: 'key', topKeys: 'the top level takes', unknownKeysTogether: false };
 
-function shown(input: unknown): string {
-  if (input === undefined || typeof input === 'function') return '';
-  if (input === null) return ' (got null)';
-  if (Array.isArray(input)) return ' (got a list)';
-  if (typeof input === 'object') return ' (got a map)';
-  const text = typeof input === 'number' ? String(input) : JSON.stringify(input);
-  return ` (got ${text.length > 60 ? `${text.slice(0, 57)}...` : text})`;
+function describeIssues(issues: readonly Issue[], known: KnownKeys): string[] {
+  return issues.flatMap((issue) => describeIssue(issue, known, PRICE_FILE_WORDING)).map((problem) => problemLine(problem.field || problem.label !== undefined ? problem : { ...problem, label: '(top level)' }));
 }

@@ -106,6 +106,11 @@ export class ColumnIndex {
     return code === undefined ? [] : (this.postings[code] ?? []);
   }
 
+  /** The user_id of a row. */
+  userOf(row: number): string {
+    return this.users.values[this.user[row]!]!;
+  }
+
   kill(row: number): void {
     this.alive[row] = 0;
   }

@@ -7,7 +7,7 @@
 
 import { basename, join } from 'node:path';
 import { LRUCache } from 'lru-cache';
-import { ProtocolError } from '../../protocols/errors.js';
+import { ProtocolError, type ErrorBody } from '../../protocols/errors.js';
 import type { StoredRecord, UsageRecord } from '../../protocols/record.js';
 import type { QueryFilters } from '../../protocols/requests.js';
 import type { Logger } from '../log.js';
@@ -73,7 +73,17 @@ async function readRange(fs: FileSystem, path: string, start: number, end: numbe
 }
 
 export type NewRecord = Omit<StoredRecord, 'version' | 'shard' | 'seq' | 'vv' | 'updated_at'>;
-export type WriteResult = { status: 'stored'; version: number } | { status: 'duplicate'; version: number };
+/**
+ * What became of one new record: stored, or already stored for the same
+ * user (`duplicate`), or refused because its id is stored here for another
+ * user (`rejected`, E_CONFLICT on `id`): dedup is by id within the shard, the
+ * record's key is (user_id, id), so one id for two users who share a shard
+ * would otherwise be answered `duplicate` and silently not stored.
+ */
+export type WriteResult =
+  | { status: 'stored'; version: number }
+  | { status: 'duplicate'; version: number }
+  | { status: 'rejected'; error: ErrorBody };
 export type Health = { state: 'serving' } | { state: 'corrupt'; reason: string };
 
 /**
@@ -85,6 +95,13 @@ export const VERSION_MAX = 2 ** 20;
 export const pack = (version: number, row: number) => version * ROWS + row;
 const versionOf = (location: number) => Math.floor(location / ROWS);
 const rowOf = (location: number) => location % ROWS;
+
+/** The refusal of a record whose id this shard holds for another user (who is not named). */
+function idTaken(id: string): ErrorBody {
+  return new ProtocolError('E_CONFLICT', `id ${JSON.stringify(id)} is already stored for another user, so this record was not stored; ids must be unique across users`, {
+    field: 'id',
+  }).toBody();
+}
 
 export const dayOf = (ts: number) => new Date(ts).toISOString().slice(0, 10);
 
@@ -207,6 +224,10 @@ export class ShardStore {
     let waitSeq = 0;
     for (const record of records) {
       const location = this.index.get(record.id);
+      if (location !== undefined && this.ownerOf(record.id, location) !== record.user_id) {
+        results.push({ status: 'rejected', error: idTaken(record.id) });
+        continue;
+      }
       if (location !== undefined) {
         results.push({ status: 'duplicate', version: versionOf(location) });
         if (rowOf(location) === 0) waitSeq = Math.max(waitSeq, this.memtable.get(record.id)?.seq ?? 0);
@@ -227,6 +248,12 @@ export class ShardStore {
     }
     const durable = entries.length > 0 ? writer.append([encodeFrames(entries)], this.nextSeq - 1) : writer.whenDurable(waitSeq);
     return { results, durable };
+  }
+
+  /** The user_id of the record the index holds under `id`, without reading a file. */
+  private ownerOf(id: string, location: number): string | undefined {
+    const row = rowOf(location);
+    return row === 0 ? this.memtable.get(id)?.record.user_id : this.columns.userOf(row);
   }
 
   /** The newest version goes to the memtable; a sealed older copy stops counting. */

@@ -229,7 +229,7 @@ t.test('bad values: one sentence per problem, naming the key, what is allowed an
       { name: 'YAML .inf', text: 'limits:\n  ask_timeout_ms: .inf\n', problems: ['limits.ask_timeout_ms: must be a whole number from 1 to 600000 (got .inf)'] },
       { name: 'a fraction', text: 'cluster:\n  shards: 1.5\n', problems: ['cluster.shards: must be a whole number from 1 to 4096 (got 1.5)'] },
       { name: 'a number beyond safe integers says it once', text: 'cluster:\n  shards: 99999999999999999999\n', problems: ['cluster.shards: must be a whole number from 1 to 4096 (got 100000000000000000000)'] },
-      { name: 'a word where a number without a stated range belongs', text: 'retention:\n  schedule_interval_hours: daily\n', problems: ['retention.schedule_interval_hours: must be a number (got the string "daily")'] },
+      { name: 'a word where a number belongs: its bounds come from the schema', text: 'retention:\n  schedule_interval_hours: daily\n', problems: ['retention.schedule_interval_hours: must be a number from 0 to 8760 (got the string "daily")'] },
       { name: 'a number where a string belongs', text: 'node:\n  id: 7\n', problems: ['node.id: must be a string (got 7)'] },
       { name: 'a quoted boolean', text: 'backup:\n  schedule: "true"\n', problems: ['backup.schedule: must be true or false (got the string "true"; write true or false without quotes)'] },
       { name: 'yes is not a boolean in YAML 1.2', text: 'backup:\n  wal_archive: yes\n', problems: ['backup.wal_archive: must be true or false (got the string "yes")'] },

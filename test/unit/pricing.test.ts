@@ -263,6 +263,8 @@ function priceTableError(text: string, source = 'prices.yml'): PriceTableError {
 /** A file with one openai model whose single price is `fields`. */
 const onePrice = (fields: string) => `providers:\n  openai:\n    gpt-4o:\n      prices:\n        - { ${fields} }\n`;
 const GOOD_PRICE = 'effective_from: 2024-05-13, input_usd_per_mtok: 5, output_usd_per_mtok: 15';
+/** What an unknown key in a price is told the price takes. */
+const PRICE_TAKES = ' (providers.openai.gpt-4o.prices.0 takes effective_from, input_usd_per_mtok, output_usd_per_mtok, cached_input_usd_per_mtok)';
 
 t.test('bad price files: the lines an operator reads', async (t) => {
   t.test('the whole message names the file and each problem on its own line', async (t) => {
@@ -273,24 +275,24 @@ t.test('bad price files: the lines an operator reads', async (t) => {
       error.message,
       'invalid price table in conf/prices.yml:\n' +
         '  - providers.openai.gpt-4o.prices.0.input_usd_per_mtok: must not be negative (got -5)\n' +
-        '  - providers.openai.gpt-4o.prices.0.currency: unknown key',
+        `  - providers.openai.gpt-4o.prices.0.currency: unknown key${PRICE_TAKES}`,
     );
   });
 
   const cases: { name: string; text: string; problems: string[] }[] = [
     // unknown keys
-    { name: 'an unknown key in a price', text: onePrice(`${GOOD_PRICE}, currency: EUR`), problems: ['providers.openai.gpt-4o.prices.0.currency: unknown key'] },
+    { name: 'an unknown key in a price', text: onePrice(`${GOOD_PRICE}, currency: EUR`), problems: [`providers.openai.gpt-4o.prices.0.currency: unknown key${PRICE_TAKES}`] },
     {
       name: 'a misspelt price key',
       text: onePrice('effective_from: 2024-05-13, input_usd_per_mtok: 5, output_usd: 15'),
-      problems: ['providers.openai.gpt-4o.prices.0.output_usd_per_mtok: is required', 'providers.openai.gpt-4o.prices.0.output_usd: unknown key'],
+      problems: ['providers.openai.gpt-4o.prices.0.output_usd_per_mtok: is required', 'providers.openai.gpt-4o.prices.0.output_usd: unknown key; did you mean providers.openai.gpt-4o.prices.0.output_usd_per_mtok?'],
     },
     {
       name: 'an unknown key in a model',
       text: 'providers:\n  openai:\n    gpt-4o:\n      alias: [x]\n      prices: [{ effective_from: 2024-05-13, input_usd_per_mtok: 5, output_usd_per_mtok: 15 }]\n',
-      problems: ['providers.openai.gpt-4o.alias: unknown key'],
+      problems: ['providers.openai.gpt-4o.alias: unknown key; did you mean providers.openai.gpt-4o.aliases?'],
     },
-    { name: 'an unknown top-level key', text: 'provider: {}\n', problems: ['providers: is required', 'provider: unknown key'] },
+    { name: 'an unknown top-level key', text: 'provider: {}\n', problems: ['providers: is required', 'provider: unknown key; did you mean providers?'] },
     // prices
     { name: 'a negative input price', text: onePrice('effective_from: 2024-05-13, input_usd_per_mtok: -0.5, output_usd_per_mtok: 15'), problems: ['providers.openai.gpt-4o.prices.0.input_usd_per_mtok: must not be negative (got -0.5)'] },
     { name: 'a negative output price', text: onePrice('effective_from: 2024-05-13, input_usd_per_mtok: 5, output_usd_per_mtok: -15'), problems: ['providers.openai.gpt-4o.prices.0.output_usd_per_mtok: must not be negative (got -15)'] },

@@ -61,6 +61,31 @@ t.test('the same id twice in one batch, in two batches, after sealing, after a r
   await again.close();
 });
 
+t.test('an id stored for another user is refused, never answered duplicate; that user cannot read or patch it', async (t) => {
+  const dir = tempDir(t);
+  const store = await open(dir);
+  const mine = newRecord(1, { user_id: 'u-a' });
+  const theirs = newRecord(1, { user_id: 'u-b', input_tokens: 999 });
+  const taken = { status: 'rejected', error: { code: 'E_CONFLICT', field: 'id', message: 'id "rec-1" is already stored for another user, so this record was not stored; ids must be unique across users' } };
+  t.same(await writeAll(store, [mine, theirs]), [{ status: 'stored', version: 1 }, taken], 'in one batch');
+  t.same(await writeAll(store, [newRecord(1, { user_id: 'u-b' })]), [taken], 'in a later batch, unsealed');
+  t.same(await writeAll(store, [newRecord(1, { user_id: 'u-a' })]), [{ status: 'duplicate', version: 1 }], 'the owner resending is a duplicate');
+  const crossed = async (when: string) => {
+    t.equal(await store.get('rec-1', 'u-b'), undefined, `${when}: the other user does not see it`);
+    await t.rejects(store.update('rec-1', 'u-b', 1, { output_tokens: 1 }), { code: 'E_NOT_FOUND' }, `${when}: nor patch it`);
+    t.equal((await store.get('rec-1', 'u-a'))?.input_tokens, mine.input_tokens, `${when}: the owner's record is unchanged`);
+  };
+  await crossed('unsealed');
+  await store.seal();
+  t.same(await writeAll(store, [newRecord(1, { user_id: 'u-b' })]), [taken], 'after sealing');
+  await crossed('sealed');
+  await store.close();
+  const again = await open(dir);
+  t.same(await writeAll(again, [newRecord(1, { user_id: 'u-b' }), newRecord(2, { user_id: 'u-b' })]), [taken, { status: 'stored', version: 1 }], 'after a restart');
+  t.same((await collect(again)).map((record) => [record.id, record.user_id, record.version]), [['rec-1', 'u-a', 1], ['rec-2', 'u-b', 1]], 'one rec-1, the first user\'s');
+  await again.close();
+});
+
 t.test('sealing writes verified day partitions and trims the WAL', async (t) => {
   const dir = tempDir(t);
   const store = await open(dir);
