@@ -1,12 +1,29 @@
-// Helpers of the mirror tests: wait until the mirrors caught up or reached
-// a state, read every local record, and compare the PostgreSQL mirror with
-// them (the same ids, and for each the same version, seq and content, field
-// by field).
+// Helpers of the mirror tests: a PostgreSQL schema of the test's own behind
+// a proxy it can cut, wait until the mirrors caught up or reached a state,
+// read every local record, and compare the PostgreSQL mirror with them (the
+// same ids, and for each the same version, seq and content, field by field).
 
 import type pg from 'pg';
 import type { Test } from 'tap';
-import type { TestNode } from './node.js';
+import { uniqueName, type TestNode } from './node.js';
+import { startTcpProxy, type TcpProxy } from './tcp-proxy.js';
 import { WAIT_DEADLINE_MS, waitFor } from './wait.js';
+
+/**
+ * A schema named after `stem`, dropped when `t` ends, on the PostgreSQL at
+ * `postgresUrl`, and a TCP proxy to it closed then too: `url` reaches the
+ * database through the proxy, so the test can cut the mirror's link.
+ */
+export async function proxiedPostgres(t: Test, admin: pg.Pool, postgresUrl: string, stem: string): Promise<{ schema: string; proxy: TcpProxy; url: URL }> {
+  const schema = uniqueName(stem);
+  t.teardown(() => admin.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`));
+  const target = new URL(postgresUrl);
+  const proxy = await startTcpProxy(target.hostname, Number(target.port || 5432));
+  t.teardown(() => proxy.close());
+  const url = new URL(postgresUrl);
+  url.host = `127.0.0.1:${proxy.port}`;
+  return { schema, proxy, url };
+}
 
 export async function mirroredRows(pool: pg.Pool, schema: string): Promise<Map<string, any>> {
   const rows = (

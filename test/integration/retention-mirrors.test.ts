@@ -8,8 +8,7 @@ import t from 'tap';
 import pg from 'pg';
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { caughtUp, compareMirror, localRecords, mirroredRows } from '../helpers/mirror.js';
-import { startTcpProxy } from '../helpers/tcp-proxy.js';
+import { caughtUp, compareMirror, localRecords, mirroredRows, proxiedPostgres } from '../helpers/mirror.js';
 import { startTestNode, uniqueName, type TestNode } from '../helpers/node.js';
 
 const POSTGRES_URL = process.env.USAGE_TRACKER_TEST_POSTGRES_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
@@ -39,13 +38,7 @@ async function sealAll(node: TestNode) {
 }
 
 t.test('removed ids leave the PostgreSQL mirror; deletions a down mirror missed are retried by the next run', async (t) => {
-  const schema = uniqueName('ret');
-  t.teardown(() => admin.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`));
-  const target = new URL(POSTGRES_URL);
-  const proxy = await startTcpProxy(target.hostname, Number(target.port || 5432));
-  t.teardown(() => proxy.close());
-  const url = new URL(POSTGRES_URL);
-  url.host = `127.0.0.1:${proxy.port}`;
+  const { schema, proxy, url } = await proxiedPostgres(t, admin, POSTGRES_URL, 'ret');
   const yaml =
     `cluster:\n  shards: 2\nbackends:\n  postgres:\n    url: ${url.href}\n    schema: ${schema}\n    window_ms: 20\n    retry_base_ms: 50\n    retry_max_ms: 300\n` +
     `retention:\n  schedule_interval_hours: 0\n  policies:\n    - {name: old, category: raw_usage, type: time, action: delete, max_age_days: 30}\n`;

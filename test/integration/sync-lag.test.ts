@@ -14,8 +14,7 @@ import { existsSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { systemClock, type Clock } from '../../src/ports/clock.js';
 import { cli } from '../helpers/cli.js';
-import { caughtUp, mirroredRows } from '../helpers/mirror.js';
-import { startTcpProxy } from '../helpers/tcp-proxy.js';
+import { caughtUp, mirroredRows, proxiedPostgres } from '../helpers/mirror.js';
 import { startTestNode, uniqueName, type TestNode } from '../helpers/node.js';
 
 const POSTGRES_URL = process.env.USAGE_TRACKER_TEST_POSTGRES_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
@@ -51,13 +50,7 @@ const lagRecords = (status: { shards: { lag_records: number }[] }) => status.sha
 const lagSeconds = (status: { shards: { lag_seconds: number }[] }) => Math.max(0, ...status.shards.map((shard) => shard.lag_seconds));
 
 t.test('lag counts from the oldest record the mirror lacks, across restarts with the mirror down', async (t) => {
-  const schema = uniqueName('lag');
-  t.teardown(() => admin.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`));
-  const target = new URL(POSTGRES_URL);
-  const proxy = await startTcpProxy(target.hostname, Number(target.port || 5432));
-  t.teardown(() => proxy.close());
-  const url = new URL(POSTGRES_URL);
-  url.host = `127.0.0.1:${proxy.port}`;
+  const { schema, proxy, url } = await proxiedPostgres(t, admin, POSTGRES_URL, 'lag');
   const yaml =
     `cluster:\n  shards: 2\nbackup:\n  schedule: false\n  wal_archive: false\n` +
     `backends:\n  postgres:\n    url: ${url.href}\n    schema: ${schema}\n    window_ms: 20\n    retry_base_ms: 50\n    retry_max_ms: 300\n`;
