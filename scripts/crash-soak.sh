@@ -6,7 +6,7 @@
 #   CRASH_SEED=123 scripts/crash-soak.sh 200     replays a seed a failure printed
 #
 # Each round's check is short, but every start replays all sealed files, so
-# a round gets slower as the data grows: 1,000 rounds take about an hour and a half on 2 cores.
+# a round gets slower as the data grows: 1,000 rounds take about two hours on 2 cores.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 rounds="${1:-1000}"
