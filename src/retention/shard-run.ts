@@ -27,7 +27,7 @@ import type { Logger } from '../log.js';
 import type { FileSystem } from '../ports/fs.js';
 import { writeFileAtomic } from '../storage/atomic.js';
 import { writeManifest, type ShardManifest } from '../storage/manifest.js';
-import { partitionName, sha256, type PartitionEntry } from '../storage/partition-file.js';
+import { dayFileNumber, partitionName, sha256, type PartitionEntry } from '../storage/partition-file.js';
 import type { ShardStore } from '../storage/shard-store.js';
 import type { LegalHold, RetentionPolicy } from './config.js';
 import { recordsToCsv, recordsToJsonl } from './export-format.js';
@@ -99,8 +99,8 @@ async function writeRecords(fs: FileSystem, dir: string, name: string, like: Lev
 function namer(names: Iterable<string>, make: (day: string, n: number) => string): (day: string) => string {
   const highest = new Map<string, number>();
   for (const name of names) {
-    const match = /^(\d{4}-\d{2}-\d{2})_(\d+)(?:\.r\d+)?\.json\.gz$/.exec(name);
-    if (match) highest.set(match[1]!, Math.max(highest.get(match[1]!) ?? 0, Number(match[2])));
+    const parsed = dayFileNumber(name);
+    if (parsed) highest.set(parsed.day, Math.max(highest.get(parsed.day) ?? 0, parsed.n));
   }
   return (day) => {
     const n = (highest.get(day) ?? 0) + 1;

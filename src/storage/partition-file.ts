@@ -42,6 +42,16 @@ export function partitionName(day: string, n: number): string {
 }
 
 /**
+ * The day and number of a `<day>_<n>.json.gz` name as partitionName (and
+ * retention's rollupName) write it, a rewrite's `.r<k>` suffix allowed;
+ * undefined for any other name.
+ */
+export function dayFileNumber(name: string): { day: string; n: number } | undefined {
+  const match = /^(\d{4}-\d{2}-\d{2})_(\d+)(?:\.r\d+)?\.json\.gz$/.exec(name);
+  return match ? { day: match[1]!, n: Number(match[2]) } : undefined;
+}
+
+/**
  * One sealed partition's bytes and manifest entry, in memory. gzip at a
  * fixed level is deterministic, so these are the bytes `writePartition`
  * writes: retention's dry run plans unsealed records with them.

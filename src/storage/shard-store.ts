@@ -14,7 +14,7 @@ import type { Logger } from '../log.js';
 import type { FileSystem } from '../ports/fs.js';
 import { matches } from '../query/filter.js';
 import { readManifest, writeManifest, type ShardManifest } from './manifest.js';
-import { encodePartition, partitionName, readPartition, writePartition, type PartitionEntry } from './partition-file.js';
+import { dayFileNumber, encodePartition, partitionName, readPartition, writePartition, type PartitionEntry } from './partition-file.js';
 import { ColumnIndex, type RowView } from './columns.js';
 import { IdIndex } from './id-index.js';
 import { recoverShard } from './recover.js';
@@ -516,7 +516,7 @@ export class ShardStore {
     }
     const layout: { name: string; day: string; slots: MemSlot[] }[] = [];
     for (const [day, slots] of [...byDay].sort(([a], [b]) => a.localeCompare(b))) {
-      let n = Math.max(0, ...this.manifest.files.filter((file) => file.day === day).map((file) => Number(/_(\d+)(?:\.r\d+)?\.json\.gz$/.exec(file.name)?.[1] ?? 0)));
+      let n = Math.max(0, ...this.manifest.files.filter((file) => file.day === day).map((file) => dayFileNumber(file.name)?.n ?? 0));
       // Files stay small enough to be cached whole and read quickly by record.get.
       for (let start = 0; start < slots.length; start += SEALED_FILE_RECORDS_MAX) layout.push({ name: partitionName(day, ++n), day, slots: slots.slice(start, start + SEALED_FILE_RECORDS_MAX) });
     }
